@@ -1,1 +1,9 @@
-//! (being written)
+//! bridgepool worker: holds transcoding sessions and moves their packets.
+//!
+//! - [`session`]: one bridged call as a sans-IO state machine (no clock, no socket, no async).
+#![deny(missing_docs)]
+// The disallowed clock and socket lints guard the session module only; the driver needs both.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod engine;
+pub mod session;

@@ -1,0 +1,110 @@
+//! Messages between the control plane and the media threads.
+
+use std::net::SocketAddr;
+
+use tokio::sync::oneshot;
+
+use super::ports::PortPair;
+use crate::session::{EndReason, LegMode, LegStats, SessionConfig};
+
+/// A worker-local session id.
+pub type SessionId = u64;
+
+/// Changes to a session's peers and media (answer, re-INVITE, hold).
+#[derive(Clone, Debug, Default)]
+pub struct SessionChange {
+    /// New negotiated parameters.
+    pub config: Option<SessionConfig>,
+    /// New remote RTP address per leg (`Some(None)` clears it: hold with 0.0.0.0).
+    pub remote_a: Option<Option<SocketAddr>>,
+    /// The same for leg B.
+    pub remote_b: Option<Option<SocketAddr>>,
+    /// Send/receive per leg.
+    pub mode_a: Option<LegMode>,
+    /// The same for leg B.
+    pub mode_b: Option<LegMode>,
+}
+
+/// A session's figures at one moment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SessionSnapshot {
+    /// Leg A (G.711).
+    pub leg_a: LegStats,
+    /// Leg B (Opus).
+    pub leg_b: LegStats,
+    /// MOS estimate of what leg A's peer sends us.
+    pub mos_a: f64,
+    /// The same for leg B.
+    pub mos_b: f64,
+    /// Set once the session ended.
+    pub ended: Option<EndReason>,
+}
+
+/// A request to a media thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Take a new session with its bound sockets.
+    Create {
+        /// Its id.
+        id: SessionId,
+        /// The built session config.
+        config: Box<SessionConfig>,
+        /// Leg A's sockets.
+        ports_a: PortPair,
+        /// Leg B's sockets.
+        ports_b: PortPair,
+        /// Leg A's remote, if known at creation.
+        remote_a: Option<SocketAddr>,
+        /// Leg B's remote, if known at creation.
+        remote_b: Option<SocketAddr>,
+        /// NTP time now, for RTCP.
+        ntp_now: u64,
+        /// Whether it worked.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Change a session.
+    Update {
+        /// Which.
+        id: SessionId,
+        /// What.
+        change: Box<SessionChange>,
+        /// `None` if the session is unknown, else the outcome.
+        reply: oneshot::Sender<Option<Result<(), String>>>,
+    },
+    /// End a session and return its final figures (`None`: not here).
+    Delete {
+        /// Which.
+        id: SessionId,
+        /// Final figures.
+        reply: oneshot::Sender<Option<SessionSnapshot>>,
+    },
+    /// Read a session's figures.
+    Query {
+        /// Which.
+        id: SessionId,
+        /// Figures, if the session lives here.
+        reply: oneshot::Sender<Option<SessionSnapshot>>,
+    },
+    /// Stop the thread (after ending every session).
+    Shutdown,
+}
+
+/// Something a media thread reports on its own.
+#[derive(Clone, Debug)]
+pub struct EngineEvent {
+    /// The session concerned.
+    pub id: SessionId,
+    /// What happened.
+    pub kind: EngineEventKind,
+}
+
+/// What happened to a session, seen from the media thread.
+#[derive(Clone, Debug)]
+pub enum EngineEventKind {
+    /// It ended by itself (timeout); these are its final figures.
+    Ended(SessionSnapshot),
+    /// A peer changed its SSRC.
+    SsrcChanged,
+    /// A peer sent RTCP BYE.
+    RemoteBye,
+}

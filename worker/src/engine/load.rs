@@ -1,0 +1,136 @@
+//! What a media core measures about itself: busy time, missed frame deadlines, and from those
+//! the number of sessions it can carry. Capacity is measured, not configured: a startup
+//! calibration gives the first estimate, live busy time per session replaces it under load.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Busy share of a core we admit sessions up to; the rest absorbs bursts and control work.
+pub const TARGET_BUSY: f64 = 0.80;
+/// A timer served this late counts as a missed frame deadline.
+pub const MISS_TOLERANCE: Duration = Duration::from_millis(5);
+/// Sessions needed before the live per-session cost is trusted over the calibration.
+const LIVE_TRUST_SESSIONS: usize = 4;
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// Figures one media thread publishes for the control plane and metrics. Written by the media
+/// thread only, read by anyone; each thread has its own.
+#[derive(Debug, Default)]
+pub struct CoreFigures {
+    /// Live sessions.
+    pub sessions: AtomicU64,
+    /// Busy share over the last window, in parts per million.
+    pub busy_ppm: AtomicU64,
+    /// Sessions this core can carry at [`TARGET_BUSY`].
+    pub capacity: AtomicU64,
+    /// Missed frame deadlines since start.
+    pub deadline_misses: AtomicU64,
+    /// Misses in the last window.
+    pub recent_misses: AtomicU64,
+}
+
+impl CoreFigures {
+    /// Sessions it can still admit (0 after a recent deadline miss).
+    pub fn headroom(&self) -> u64 {
+        if self.recent_misses.load(Ordering::Relaxed) > 0 {
+            return 0;
+        }
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        capacity.saturating_sub(self.sessions.load(Ordering::Relaxed))
+    }
+
+    /// Busy share over the last window (0..=1).
+    pub fn busy(&self) -> f64 {
+        self.busy_ppm.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// The media thread's own accounting.
+#[derive(Debug)]
+pub struct LoadMeter {
+    window_start: Instant,
+    busy: Duration,
+    misses: u64,
+    /// Core share one session costs, from the calibration.
+    calibrated_cost: f64,
+    /// Smoothed live cost per session.
+    live_cost: Option<f64>,
+}
+
+impl LoadMeter {
+    /// Starts measuring with a calibrated per-session cost (share of a core).
+    pub fn new(now: Instant, calibrated_cost: f64) -> Self {
+        Self {
+            window_start: now,
+            busy: Duration::ZERO,
+            misses: 0,
+            calibrated_cost: calibrated_cost.max(1e-4),
+            live_cost: None,
+        }
+    }
+
+    /// Adds a busy stretch.
+    pub fn busy(&mut self, d: Duration) {
+        self.busy += d;
+    }
+
+    /// Counts a missed deadline.
+    pub fn miss(&mut self, figures: &CoreFigures) {
+        self.misses += 1;
+        figures.deadline_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Closes the window when it is over and publishes the figures.
+    pub fn roll(&mut self, now: Instant, sessions: usize, figures: &CoreFigures) {
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed < WINDOW {
+            return;
+        }
+        let busy = (self.busy.as_secs_f64() / elapsed.as_secs_f64()).min(1.0);
+        if sessions > 0 {
+            let sample = busy / sessions as f64;
+            self.live_cost = Some(match self.live_cost {
+                Some(c) => c * 0.7 + sample * 0.3,
+                None => sample,
+            });
+        }
+        let cost = match self.live_cost {
+            Some(live) if sessions >= LIVE_TRUST_SESSIONS => live,
+            Some(live) => live.max(self.calibrated_cost),
+            None => self.calibrated_cost,
+        };
+        figures
+            .capacity
+            .store((TARGET_BUSY / cost).floor() as u64, Ordering::Relaxed);
+        figures
+            .busy_ppm
+            .store((busy * 1e6) as u64, Ordering::Relaxed);
+        figures.recent_misses.store(self.misses, Ordering::Relaxed);
+        figures.sessions.store(sessions as u64, Ordering::Relaxed);
+        self.window_start = now;
+        self.busy = Duration::ZERO;
+        self.misses = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_follows_measured_cost() {
+        let t0 = Instant::now();
+        let figures = CoreFigures::default();
+        let mut meter = LoadMeter::new(t0, 0.01);
+        meter.roll(t0 + WINDOW, 0, &figures);
+        assert_eq!(figures.capacity.load(Ordering::Relaxed), 80);
+        // 10 sessions keep the core 40 % busy: 4 % each, so 20 fit under 80 %.
+        meter.busy(Duration::from_millis(400));
+        meter.roll(t0 + WINDOW * 2, 10, &figures);
+        assert_eq!(figures.capacity.load(Ordering::Relaxed), 20);
+        assert_eq!(figures.headroom(), 10);
+        meter.miss(&figures);
+        meter.roll(t0 + WINDOW * 3, 10, &figures);
+        assert_eq!(figures.headroom(), 0, "a missed deadline closes admission");
+    }
+}

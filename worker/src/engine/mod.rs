@@ -1,0 +1,377 @@
+//! The media engine: one pinned thread per media core, each an epoll loop owning its sessions
+//! and their sockets. The control plane talks to a thread through a command queue and a waker;
+//! nothing on the packet path is shared between threads.
+
+mod calibrate;
+mod command;
+mod latch;
+mod load;
+mod metrics;
+mod ports;
+mod shard;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mio::{Poll, Waker};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::oneshot;
+
+pub use command::{
+    EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot,
+};
+pub use latch::Latch;
+pub use load::{CoreFigures, MISS_TOLERANCE, TARGET_BUSY};
+pub use metrics::{CoreCounters, PROCESSING_BUCKETS};
+pub use ports::{PortError, PortPool};
+
+use crate::session::{NTP_UNIX_OFFSET, SessionConfig};
+use command::Command;
+use shard::{Shard, ShardConfig, WAKER};
+
+/// How the engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Cores to pin media threads to; empty: every core.
+    pub cores: Vec<usize>,
+    /// Address RTP sockets bind to.
+    pub media_ip: IpAddr,
+    /// Address advertised to peers (NAT); defaults to `media_ip`.
+    pub advertise_ip: Option<IpAddr>,
+    /// Lowest RTP port.
+    pub port_min: u16,
+    /// Highest port (RTCP of the last pair).
+    pub port_max: u16,
+    /// How long a leg may latch onto a new source.
+    pub latch_window: Duration,
+    /// Pin threads (off in tests that start several engines on a small machine).
+    pub pin: bool,
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// Every media core is at its measured capacity.
+    #[error("no media core has headroom: {sessions} sessions on {cores} cores at measured capacity {capacity}")]
+    NoHeadroom {
+        /// Live sessions.
+        sessions: u64,
+        /// Media cores.
+        cores: usize,
+        /// Measured capacity of the worker.
+        capacity: u64,
+    },
+    /// No ports left.
+    #[error(transparent)]
+    Ports(#[from] PortError),
+    /// The session configuration was rejected.
+    #[error("invalid session: {0}")]
+    Invalid(String),
+    /// The media thread is gone (shutting down).
+    #[error("media engine is shutting down")]
+    Stopped,
+}
+
+struct ShardHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    figures: Arc<CoreFigures>,
+    counters: Arc<CoreCounters>,
+    core: usize,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Where a created session listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Created {
+    /// Its id.
+    pub id: SessionId,
+    /// Which media core holds it.
+    pub core: usize,
+    /// Leg A's RTP address (RTCP on the next port).
+    pub local_a: SocketAddr,
+    /// Leg B's RTP address.
+    pub local_b: SocketAddr,
+}
+
+/// Figures of one media core.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CoreReport {
+    /// CPU core id it is pinned to.
+    pub core: usize,
+    /// Live sessions.
+    pub sessions: u64,
+    /// Busy share over the last second.
+    pub busy: f64,
+    /// Measured capacity.
+    pub capacity: u64,
+    /// Sessions it can still admit.
+    pub headroom: u64,
+    /// Missed frame deadlines since start.
+    pub deadline_misses: u64,
+}
+
+/// The running engine.
+pub struct Engine {
+    shards: Vec<ShardHandle>,
+    ports: PortPool,
+    advertise_ip: IpAddr,
+    next_id: AtomicU64,
+    /// Where each live session is (control plane only, never on the packet path).
+    placement: Mutex<std::collections::HashMap<SessionId, usize>>,
+    calibrated_cost: f64,
+}
+
+impl Engine {
+    /// Starts one media thread per configured core. Returns the engine and the stream of
+    /// events its threads report (sessions that ended by themselves, SSRC changes, BYEs).
+    pub fn start(config: &EngineConfig) -> std::io::Result<(Self, UnboundedReceiver<EngineEvent>)> {
+        let ports = PortPool::new(config.media_ip, config.port_min, config.port_max)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let all = core_affinity::get_core_ids().unwrap_or_default();
+        let cores: Vec<usize> = if config.cores.is_empty() {
+            if all.is_empty() { vec![0] } else { all.iter().map(|c| c.id).collect() }
+        } else {
+            config.cores.clone()
+        };
+        let calibrated_cost = calibrate::session_cost();
+        let (events_tx, events_rx) = unbounded_channel();
+        let mut shards = Vec::with_capacity(cores.len());
+        for &core in &cores {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (tx, rx) = channel();
+            let figures = Arc::new(CoreFigures::default());
+            figures.capacity.store(
+                (TARGET_BUSY / calibrated_cost).floor() as u64,
+                Ordering::Relaxed,
+            );
+            let counters = Arc::new(CoreCounters::default());
+            let shard = Shard::new(
+                poll,
+                rx,
+                events_tx.clone(),
+                figures.clone(),
+                counters.clone(),
+                calibrated_cost,
+                ShardConfig {
+                    latch_window: config.latch_window,
+                },
+            )?;
+            let pin = config.pin;
+            let thread = std::thread::Builder::new()
+                .name(format!("media-{core}"))
+                .spawn(move || {
+                    if pin && !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        tracing::warn!(core, "could not pin media thread");
+                    }
+                    shard.run();
+                })?;
+            shards.push(ShardHandle {
+                commands: tx,
+                waker,
+                figures,
+                counters,
+                core,
+                thread: Mutex::new(Some(thread)),
+            });
+        }
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Ok((
+            Self {
+                shards,
+                ports,
+                advertise_ip: config.advertise_ip.unwrap_or(config.media_ip),
+                next_id: AtomicU64::new(seed << 20),
+                placement: Mutex::new(std::collections::HashMap::new()),
+                calibrated_cost,
+            },
+            events_rx,
+        ))
+    }
+
+    /// Per-core figures.
+    pub fn cores(&self) -> Vec<CoreReport> {
+        self.shards
+            .iter()
+            .map(|s| CoreReport {
+                core: s.core,
+                sessions: s.figures.sessions.load(Ordering::Relaxed),
+                busy: s.figures.busy(),
+                capacity: s.figures.capacity.load(Ordering::Relaxed),
+                headroom: s.figures.headroom(),
+                deadline_misses: s.figures.deadline_misses.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Per-core counters, for the metrics exporter.
+    pub fn counters(&self) -> Vec<Arc<CoreCounters>> {
+        self.shards.iter().map(|s| s.counters.clone()).collect()
+    }
+
+    /// Core share one session cost in the startup calibration.
+    pub fn calibrated_cost(&self) -> f64 {
+        self.calibrated_cost
+    }
+
+    /// The port pool (for leak checks and metrics).
+    pub fn ports(&self) -> &PortPool {
+        &self.ports
+    }
+
+    /// Admits a session on the media core with the most headroom, or refuses.
+    pub async fn create(
+        &self,
+        config: SessionConfig,
+        remote_a: Option<SocketAddr>,
+        remote_b: Option<SocketAddr>,
+    ) -> Result<Created, CreateError> {
+        config.validate().map_err(|e| CreateError::Invalid(e.to_string()))?;
+        let best = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.figures.headroom()))
+            .max_by_key(|(_, h)| *h);
+        let Some((index, headroom)) = best.filter(|(_, h)| *h > 0) else {
+            let cores = self.cores();
+            return Err(CreateError::NoHeadroom {
+                sessions: cores.iter().map(|c| c.sessions).sum(),
+                cores: cores.len(),
+                capacity: cores.iter().map(|c| c.capacity).sum(),
+            });
+        };
+        let _ = headroom;
+        let ports_a = self.ports.allocate()?;
+        let ports_b = self.ports.allocate()?;
+        let local_a = SocketAddr::new(self.advertise_ip, ports_a.lease.port);
+        let local_b = SocketAddr::new(self.advertise_ip, ports_b.lease.port);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shard = &self.shards[index];
+        // Count it at once so concurrent creates see the headroom it takes.
+        shard.figures.sessions.fetch_add(1, Ordering::Relaxed);
+        let (reply, wait) = oneshot::channel();
+        let sent = shard.commands.send(Command::Create {
+            id,
+            config: Box::new(config),
+            ports_a,
+            ports_b,
+            remote_a,
+            remote_b,
+            ntp_now: ntp_now(),
+            reply,
+        });
+        if sent.is_err() {
+            return Err(CreateError::Stopped);
+        }
+        let _ = shard.waker.wake();
+        match wait.await {
+            Ok(Ok(())) => {
+                self.placement_lock().insert(id, index);
+                Ok(Created {
+                    id,
+                    core: shard.core,
+                    local_a,
+                    local_b,
+                })
+            }
+            Ok(Err(e)) => Err(CreateError::Invalid(e)),
+            Err(_) => Err(CreateError::Stopped),
+        }
+    }
+
+    /// Applies a change; `None` if the session is unknown.
+    pub async fn update(&self, id: SessionId, change: SessionChange) -> Option<Result<(), String>> {
+        let shard = self.shard_of(id)?;
+        let (reply, wait) = oneshot::channel();
+        shard
+            .commands
+            .send(Command::Update {
+                id,
+                change: Box::new(change),
+                reply,
+            })
+            .ok()?;
+        let _ = shard.waker.wake();
+        wait.await.ok().flatten()
+    }
+
+    /// Ends a session; its final figures, or `None` if it is unknown (already gone).
+    pub async fn delete(&self, id: SessionId) -> Option<SessionSnapshot> {
+        let shard = self.shard_of(id)?;
+        let (reply, wait) = oneshot::channel();
+        shard.commands.send(Command::Delete { id, reply }).ok()?;
+        let _ = shard.waker.wake();
+        let result = wait.await.ok().flatten();
+        self.forget(id);
+        result
+    }
+
+    /// A live session's figures.
+    pub async fn query(&self, id: SessionId) -> Option<SessionSnapshot> {
+        let shard = self.shard_of(id)?;
+        let (reply, wait) = oneshot::channel();
+        shard.commands.send(Command::Query { id, reply }).ok()?;
+        let _ = shard.waker.wake();
+        wait.await.ok().flatten()
+    }
+
+    /// Live session ids.
+    pub fn sessions(&self) -> Vec<SessionId> {
+        self.placement_lock().keys().copied().collect()
+    }
+
+    /// Forgets a session that ended by itself (from its Ended event).
+    pub fn forget(&self, id: SessionId) {
+        self.placement_lock().remove(&id);
+    }
+
+    /// Ends every session (sending BYE) and stops the media threads.
+    pub fn shutdown(&self) {
+        for s in &self.shards {
+            let _ = s.commands.send(Command::Shutdown);
+            let _ = s.waker.wake();
+        }
+        for s in &self.shards {
+            let handle = s.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(h) = handle {
+                let _ = h.join();
+            }
+        }
+        self.placement_lock().clear();
+    }
+
+    fn shard_of(&self, id: SessionId) -> Option<&ShardHandle> {
+        let index = *self.placement_lock().get(&id)?;
+        self.shards.get(index)
+    }
+
+    fn placement_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, usize>> {
+        self.placement.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// NTP time now (RFC 5905 64-bit), for sessions' RTCP.
+fn ntp_now() -> u64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + NTP_UNIX_OFFSET;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}

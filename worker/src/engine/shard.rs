@@ -1,0 +1,516 @@
+//! One media thread: pinned to a core, it owns its sessions and their sockets for their whole
+//! life and shares nothing on the packet path. An epoll loop (mio) wakes on readable sockets,
+//! commands and timers; each readable socket is drained in batches with recvmmsg (quinn-udp).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::command::{
+    Command, EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot,
+};
+use super::latch::Latch;
+use super::load::{CoreFigures, LoadMeter, MISS_TOLERANCE};
+use super::metrics::CoreCounters;
+use super::ports::{PortLease, PortPair};
+use crate::session::{Channel, DropReason, Leg, MAX_DATAGRAM, Session, SessionEvent};
+
+/// The token of the command waker.
+pub(super) const WAKER: Token = Token(usize::MAX);
+/// Datagrams per recvmmsg call.
+const BATCH: usize = 8;
+/// Longest sleep with nothing scheduled: the load window still rolls.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+
+struct LegIo {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    rtp_latch: Latch,
+    rtcp_latch: Latch,
+    /// The peer sent RTCP on the RTP port (RFC 5761): we answer there too.
+    rtcp_mux: bool,
+    /// Dropped after the sockets (field order), returning the ports.
+    _lease: PortLease,
+}
+
+struct Entry {
+    id: SessionId,
+    session: Session,
+    legs: [LegIo; 2],
+    /// The deadline queued for this session (stale heap entries are skipped).
+    timer: Option<Instant>,
+}
+
+/// Per-thread configuration.
+pub(super) struct ShardConfig {
+    pub(super) latch_window: Duration,
+}
+
+pub(super) struct Shard {
+    poll: Poll,
+    commands: Receiver<Command>,
+    events: UnboundedSender<EngineEvent>,
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    by_id: HashMap<SessionId, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    figures: Arc<CoreFigures>,
+    counters: Arc<CoreCounters>,
+    meter: LoadMeter,
+    config: ShardConfig,
+    udp: UdpSocketState,
+    recv_bufs: Box<[[u8; 1500]; BATCH]>,
+    send_buf: Box<[u8; MAX_DATAGRAM]>,
+    live: usize,
+}
+
+impl Shard {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        poll: Poll,
+        commands: Receiver<Command>,
+        events: UnboundedSender<EngineEvent>,
+        figures: Arc<CoreFigures>,
+        counters: Arc<CoreCounters>,
+        calibrated_cost: f64,
+        config: ShardConfig,
+    ) -> io::Result<Self> {
+        // quinn-udp's receive path keeps no per-socket state on Linux; the state is built on a
+        // throwaway socket so GRO stays off on media sockets (it would need 64 KB buffers, and
+        // RTP datagrams of one flow seldom share a size to coalesce).
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let udp = UdpSocketState::new(UdpSockRef::from(&probe))?;
+        Ok(Self {
+            poll,
+            commands,
+            events,
+            entries: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            timers: BinaryHeap::new(),
+            figures,
+            counters,
+            meter: LoadMeter::new(Instant::now(), calibrated_cost),
+            config,
+            udp,
+            recv_bufs: Box::new([[0; 1500]; BATCH]),
+            send_buf: Box::new([0; MAX_DATAGRAM]),
+            live: 0,
+        })
+    }
+
+    /// Runs until a Shutdown command.
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            let next = self.timers.peek().map(|Reverse((t, _))| *t);
+            let wait = next.map_or(IDLE_TICK, |t| t.saturating_duration_since(now).min(IDLE_TICK));
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "media poll failed; thread stops");
+                    return;
+                }
+            }
+            let woke = Instant::now();
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                self.on_readable(event.token());
+            }
+            if !self.drain_commands() {
+                self.shutdown();
+                return;
+            }
+            self.run_timers();
+            self.meter.busy(woke.elapsed());
+            self.meter.roll(Instant::now(), self.live, &self.figures);
+        }
+    }
+
+    fn on_readable(&mut self, token: Token) {
+        let slot = token.0 >> 2;
+        let leg = if token.0 & 2 == 0 { Leg::A } else { Leg::B };
+        let channel = if token.0 & 1 == 0 {
+            Channel::Rtp
+        } else {
+            Channel::Rtcp
+        };
+        loop {
+            let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let io = &entry.legs[leg_index(leg)];
+            let socket = match channel {
+                Channel::Rtp => &io.rtp,
+                Channel::Rtcp => &io.rtcp,
+            };
+            let mut metas = [RecvMeta::default(); BATCH];
+            let n = {
+                let mut iovs = self.recv_bufs.each_mut().map(|b| IoSliceMut::new(&mut b[..]));
+                match self.udp.recv(UdpSockRef::from(socket), &mut iovs, &mut metas) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // ICMP port unreachable from a peer that went away, and the like.
+                        tracing::debug!(error = %e, "recv error on a media socket");
+                        break;
+                    }
+                }
+            };
+            let now = Instant::now();
+            for (meta, buf) in metas.iter().zip(self.recv_bufs.iter()).take(n) {
+                let datagram = &buf[..meta.len.min(buf.len())];
+                self.on_datagram(now, slot, leg, channel, meta.addr, datagram);
+            }
+            self.flush(slot);
+            self.reschedule(slot);
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+
+    fn on_datagram(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        leg: Leg,
+        channel: Channel,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let io = &mut entry.legs[leg_index(leg)];
+        let is_rtcp = channel == Channel::Rtcp || bridgepool_codecs::rtp::is_rtcp(datagram);
+        let latch = if is_rtcp && channel == Channel::Rtcp {
+            &mut io.rtcp_latch
+        } else {
+            &mut io.rtp_latch
+        };
+        self.counters.packets_in[leg_index(leg)].fetch_add(1, Ordering::Relaxed);
+        if !latch.accept(now, source) {
+            entry.session.count_drop(leg, DropReason::ForeignSource);
+            self.counters.dropped(DropReason::ForeignSource);
+            return;
+        }
+        if is_rtcp && channel == Channel::Rtp {
+            io.rtcp_mux = true;
+        }
+        let before = entry.session.drops(leg);
+        let started = Instant::now();
+        entry.session.handle_datagram(now, leg, channel, datagram);
+        self.counters.observe_processing(started.elapsed());
+        let after = entry.session.drops(leg);
+        if after != before {
+            for (reason, count) in after.iter() {
+                for _ in before.get(reason)..count {
+                    self.counters.dropped(reason);
+                }
+            }
+        }
+    }
+
+    /// Sends what the session queued, passes its events on, and removes it once it ended.
+    fn flush(&mut self, slot: usize) {
+        self.transmit(slot);
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        while let Some(event) = entry.session.poll_event() {
+            let kind = match event {
+                SessionEvent::Ended(_) => continue,
+                SessionEvent::SsrcChanged { .. } => EngineEventKind::SsrcChanged,
+                SessionEvent::RemoteBye { .. } => EngineEventKind::RemoteBye,
+            };
+            let _ = self.events.send(EngineEvent { id: entry.id, kind });
+        }
+        if entry.session.is_ended() {
+            let snapshot = snapshot(&entry.session);
+            let id = entry.id;
+            self.remove(slot);
+            let _ = self.events.send(EngineEvent {
+                id,
+                kind: EngineEventKind::Ended(snapshot),
+            });
+        }
+    }
+
+    /// Sends the session's queued datagrams to each leg's latched (or signalled) peer.
+    fn transmit(&mut self, slot: usize) {
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        while let Some(t) = entry.session.poll_transmit(&mut self.send_buf[..]) {
+            let io = &entry.legs[leg_index(t.leg)];
+            let (socket, dest) = match t.channel {
+                Channel::Rtp => (&io.rtp, io.rtp_latch.destination()),
+                Channel::Rtcp if io.rtcp_mux => (&io.rtp, io.rtp_latch.destination()),
+                Channel::Rtcp => (
+                    &io.rtcp,
+                    io.rtcp_latch.destination().or_else(|| {
+                        io.rtp_latch
+                            .destination()
+                            .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
+                    }),
+                ),
+            };
+            let Some(dest) = dest else {
+                // No peer yet (not answered): nothing to send to.
+                continue;
+            };
+            match socket.send_to(&self.send_buf[..t.len], dest) {
+                Ok(_) => {
+                    self.counters.packets_out[leg_index(t.leg)].fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, %dest, "send failed");
+                }
+            }
+        }
+    }
+
+    fn reschedule(&mut self, slot: usize) {
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let next = entry.session.poll_timeout();
+        if next != entry.timer {
+            entry.timer = next;
+            if let Some(t) = next {
+                self.timers.push(Reverse((t, slot)));
+            }
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((deadline, slot))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if entry.timer != Some(deadline) {
+                continue; // stale
+            }
+            entry.timer = None;
+            if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
+                self.meter.miss(&self.figures);
+            }
+            let started = Instant::now();
+            entry.session.handle_timeout(now);
+            self.counters.observe_processing(started.elapsed());
+            self.flush(slot);
+            self.reschedule(slot);
+        }
+    }
+
+    /// Returns false on Shutdown.
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Ok(cmd) => self.on_command(cmd),
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Create {
+                id,
+                config,
+                ports_a,
+                ports_b,
+                remote_a,
+                remote_b,
+                ntp_now,
+                reply,
+            } => {
+                let _ = reply.send(self.create(id, *config, [ports_a, ports_b], [remote_a, remote_b], ntp_now));
+            }
+            Command::Update { id, change, reply } => {
+                let _ = reply.send(self.update(id, *change));
+            }
+            Command::Delete { id, reply } => {
+                let result = self.by_id.get(&id).copied().map(|slot| {
+                    let now = Instant::now();
+                    if let Some(entry) = self.entries[slot].as_mut() {
+                        entry.session.close(now);
+                    }
+                    // Send the final reports, then take the figures and free the ports.
+                    self.transmit(slot);
+                    let snap = self.entries[slot]
+                        .as_ref()
+                        .map(|e| snapshot(&e.session));
+                    self.remove(slot);
+                    snap
+                });
+                let _ = reply.send(result.flatten());
+            }
+            Command::Query { id, reply } => {
+                let snap = self
+                    .by_id
+                    .get(&id)
+                    .and_then(|slot| self.entries[*slot].as_ref())
+                    .map(|e| snapshot(&e.session));
+                let _ = reply.send(snap);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn create(
+        &mut self,
+        id: SessionId,
+        config: crate::session::SessionConfig,
+        ports: [PortPair; 2],
+        remotes: [Option<SocketAddr>; 2],
+        ntp_now: u64,
+    ) -> Result<(), String> {
+        let now = Instant::now();
+        let mut config = config;
+        config.ntp_at_creation = ntp_now;
+        let mut session = Session::new(config, now).map_err(|e| e.to_string())?;
+        if remotes.iter().all(Option::is_some) {
+            session.answer(now);
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.entries.push(None);
+            self.entries.len() - 1
+        });
+        let window = self.config.latch_window;
+        let [pa, pb] = ports;
+        let mut legs = Vec::with_capacity(2);
+        for (i, (pair, remote)) in [(pa, remotes[0]), (pb, remotes[1])].into_iter().enumerate() {
+            let PortPair { rtp, rtcp, lease } = pair;
+            rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
+            rtcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let mut rtp = UdpSocket::from_std(rtp);
+            let mut rtcp = UdpSocket::from_std(rtcp);
+            let base = (slot << 2) | (i << 1);
+            let registry = self.poll.registry();
+            registry
+                .register(&mut rtp, Token(base), Interest::READABLE)
+                .map_err(|e| e.to_string())?;
+            registry
+                .register(&mut rtcp, Token(base | 1), Interest::READABLE)
+                .map_err(|e| e.to_string())?;
+            let rtcp_remote = remote.map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)));
+            legs.push(LegIo {
+                rtp,
+                rtcp,
+                rtp_latch: Latch::new(now, window, remote),
+                rtcp_latch: Latch::new(now, window, rtcp_remote),
+                rtcp_mux: false,
+                _lease: lease,
+            });
+        }
+        let Ok(legs) = <[LegIo; 2]>::try_from(legs) else {
+            return Err("internal: two legs expected".to_owned());
+        };
+        self.entries[slot] = Some(Entry {
+            id,
+            session,
+            legs,
+            timer: None,
+        });
+        self.by_id.insert(id, slot);
+        self.live += 1;
+        self.figures.sessions.store(self.live as u64, Ordering::Relaxed);
+        self.reschedule(slot);
+        Ok(())
+    }
+
+    fn update(&mut self, id: SessionId, change: SessionChange) -> Option<Result<(), String>> {
+        let slot = *self.by_id.get(&id)?;
+        let entry = self.entries[slot].as_mut()?;
+        let now = Instant::now();
+        let window = self.config.latch_window;
+        if let Some(config) = change.config {
+            if let Err(e) = entry.session.update(config) {
+                return Some(Err(e.to_string()));
+            }
+        }
+        for (leg, remote) in [(Leg::A, change.remote_a), (Leg::B, change.remote_b)] {
+            if let Some(remote) = remote {
+                let io = &mut entry.legs[leg_index(leg)];
+                io.rtp_latch.resignal(now, window, remote);
+                let rtcp = remote.map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)));
+                io.rtcp_latch.resignal(now, window, rtcp);
+            }
+        }
+        if let Some(mode) = change.mode_a {
+            entry.session.set_mode(Leg::A, mode);
+        }
+        if let Some(mode) = change.mode_b {
+            entry.session.set_mode(Leg::B, mode);
+        }
+        if entry.legs.iter().all(|l| l.rtp_latch.destination().is_some()) {
+            entry.session.answer(now);
+        }
+        self.reschedule(slot);
+        Some(Ok(()))
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if let Some(mut entry) = self.entries[slot].take() {
+            let registry = self.poll.registry();
+            for io in &mut entry.legs {
+                let _ = registry.deregister(&mut io.rtp);
+                let _ = registry.deregister(&mut io.rtcp);
+            }
+            self.by_id.remove(&entry.id);
+            self.free.push(slot);
+            self.live -= 1;
+            self.figures.sessions.store(self.live as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.entries.len() {
+            if let Some(entry) = self.entries[slot].as_mut() {
+                entry.session.close(now);
+                self.transmit(slot);
+                self.remove(slot);
+            }
+        }
+    }
+}
+
+fn leg_index(leg: Leg) -> usize {
+    match leg {
+        Leg::A => 0,
+        Leg::B => 1,
+    }
+}
+
+fn snapshot(session: &Session) -> SessionSnapshot {
+    SessionSnapshot {
+        leg_a: session.stats(Leg::A),
+        leg_b: session.stats(Leg::B),
+        mos_a: session.mos(Leg::A),
+        mos_b: session.mos(Leg::B),
+        ended: session.end_reason(),
+    }
+}

@@ -1,0 +1,204 @@
+//! What a session is built from: the two legs' negotiated parameters and the driver's seeds.
+
+use std::time::Duration;
+
+use bridgepool_codecs::g711::Law;
+use bridgepool_codecs::opus::{EncoderConfig, SampleRate};
+
+/// Leg A: the G.711 side (8 kHz).
+#[derive(Clone, Debug, PartialEq)]
+pub struct G711Leg {
+    /// PCMU or PCMA.
+    pub law: Law,
+    /// RTP payload type of the audio (0 for PCMU and 8 for PCMA when static).
+    pub payload_type: u8,
+    /// RTP payload type of telephone-event/8000 on this leg, if negotiated.
+    pub telephone_event_pt: Option<u8>,
+    /// Packetization time of what we send on this leg.
+    pub ptime: Duration,
+}
+
+/// Leg B: the Opus side (48 kHz RTP clock).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpusLeg {
+    /// RTP payload type of opus/48000/2.
+    pub payload_type: u8,
+    /// RTP payload type of telephone-event/48000 on this leg, if negotiated.
+    pub telephone_event_pt: Option<u8>,
+    /// Packetization time of what we send on this leg (10, 20, 40 or 60 ms).
+    pub ptime: Duration,
+    /// Encoder settings; its sample rate must be 8 kHz (the G.711 side's rate, no resampling).
+    pub encoder: EncoderConfig,
+}
+
+/// When a session gives up on silence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// No RTP from either leg for this long ends the session.
+    pub media: Duration,
+    /// No RTP from one leg, while the other still sends, for this long ends the session.
+    pub one_sided: Duration,
+    /// A session never answered (its peers never set) expires after this long.
+    pub unanswered: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            media: Duration::from_secs(60),
+            one_sided: Duration::from_secs(120),
+            unanswered: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a [`super::Session`] is built from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionConfig {
+    /// The G.711 leg.
+    pub leg_a: G711Leg,
+    /// The Opus leg.
+    pub leg_b: OpusLeg,
+    /// Our SSRC, first sequence number and first timestamp toward leg A (random, from the driver).
+    pub seed_a: StreamSeed,
+    /// The same toward leg B.
+    pub seed_b: StreamSeed,
+    /// RTCP CNAME of our streams.
+    pub cname: String,
+    /// NTP time (RFC 5905 64-bit format) at the `now` the session is created with.
+    pub ntp_at_creation: u64,
+    /// Silence limits.
+    pub timeouts: Timeouts,
+    /// How long a packet waits in the reorder buffer for the ones before it.
+    pub reorder_wait: Duration,
+    /// How late an Opus packet may be before the G.711 output conceals in its place.
+    pub playout_grace: Duration,
+    /// Mean interval between our RTCP reports on each leg.
+    pub rtcp_interval: Duration,
+}
+
+/// Random starting points for one output stream (RFC 3550 section 5.1: all three random).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamSeed {
+    /// Our SSRC.
+    pub ssrc: u32,
+    /// First sequence number.
+    pub sequence: u16,
+    /// First timestamp.
+    pub timestamp: u32,
+}
+
+impl SessionConfig {
+    /// A configuration with usual defaults: PCMU with telephone-event 101 on leg A, Opus 111 with
+    /// telephone-event 110 on leg B, 20 ms both ways, Opus at 24 kbit/s with in-band FEC.
+    pub fn new(law: Law, seed_a: StreamSeed, seed_b: StreamSeed) -> Self {
+        Self {
+            leg_a: G711Leg {
+                law,
+                payload_type: match law {
+                    Law::Ulaw => 0,
+                    Law::Alaw => 8,
+                },
+                telephone_event_pt: Some(101),
+                ptime: Duration::from_millis(20),
+            },
+            leg_b: OpusLeg {
+                payload_type: 111,
+                telephone_event_pt: Some(110),
+                ptime: Duration::from_millis(20),
+                encoder: EncoderConfig {
+                    sample_rate: SampleRate::Hz8000,
+                    bitrate: 24_000,
+                    inband_fec: true,
+                    ..EncoderConfig::default()
+                },
+            },
+            seed_a,
+            seed_b,
+            cname: "bridgepool".to_owned(),
+            ntp_at_creation: 0,
+            timeouts: Timeouts::default(),
+            reorder_wait: Duration::from_millis(30),
+            playout_grace: Duration::from_millis(30),
+            rtcp_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// Checks what the session cannot work with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = self.leg_a.ptime;
+        if a < Duration::from_millis(10)
+            || a > Duration::from_millis(60)
+            || a.as_micros() % 5000 != 0
+        {
+            return Err(ConfigError::G711Ptime(a));
+        }
+        let b = self.leg_b.ptime.as_millis();
+        if !matches!(b, 10 | 20 | 40 | 60) || self.leg_b.ptime.subsec_micros() % 1000 != 0 {
+            return Err(ConfigError::OpusPtime(self.leg_b.ptime));
+        }
+        if self.leg_b.encoder.sample_rate != SampleRate::Hz8000 {
+            return Err(ConfigError::EncoderRate(self.leg_b.encoder.sample_rate));
+        }
+        for pt in [
+            Some(self.leg_a.payload_type),
+            self.leg_a.telephone_event_pt,
+            Some(self.leg_b.payload_type),
+            self.leg_b.telephone_event_pt,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            // 72..=95 would collide with RTCP packet types under rtcp-mux (RFC 5761).
+            if pt > 127 || (72..=95).contains(&pt) {
+                return Err(ConfigError::PayloadType(pt));
+            }
+        }
+        if self.leg_a.telephone_event_pt == Some(self.leg_a.payload_type)
+            || self.leg_b.telephone_event_pt == Some(self.leg_b.payload_type)
+        {
+            return Err(ConfigError::PayloadTypeClash);
+        }
+        if self.cname.is_empty() || self.cname.len() > 255 {
+            return Err(ConfigError::Cname);
+        }
+        Ok(())
+    }
+
+    /// Samples per output frame toward leg A (8 kHz).
+    pub(crate) fn frame_a(&self) -> usize {
+        (self.leg_a.ptime.as_micros() * 8 / 1000) as usize
+    }
+
+    /// Samples per output frame toward leg B, counted at the 8 kHz the encoder is fed.
+    pub(crate) fn frame_b(&self) -> usize {
+        (self.leg_b.ptime.as_micros() * 8 / 1000) as usize
+    }
+}
+
+/// A session configuration the session cannot run.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// G.711 ptime must be 10 to 60 ms in 5 ms steps.
+    #[error("G.711 ptime {0:?} is not 10 to 60 ms in 5 ms steps")]
+    G711Ptime(Duration),
+    /// Opus ptime must be 10, 20, 40 or 60 ms.
+    #[error("Opus ptime {0:?} is not 10, 20, 40 or 60 ms")]
+    OpusPtime(Duration),
+    /// The encoder must be fed at 8 kHz.
+    #[error("the Opus encoder must take 8 kHz input from the G.711 leg, not {0:?}")]
+    EncoderRate(SampleRate),
+    /// Payload types are 0..=127 and may not collide with RTCP types.
+    #[error("payload type {0} is outside 0..=127 or collides with RTCP (72..=95)")]
+    PayloadType(u8),
+    /// The telephone-event payload type equals the audio one on a leg.
+    #[error("telephone-event and audio share a payload type on one leg")]
+    PayloadTypeClash,
+    /// The CNAME must be 1 to 255 bytes.
+    #[error("RTCP CNAME must be 1 to 255 bytes")]
+    Cname,
+    /// The Opus encoder or decoder refused its settings.
+    #[error("Opus codec setup failed: {0}")]
+    Codec(String),
+}

@@ -1,0 +1,228 @@
+//! Leg A to leg B: G.711 at 8 kHz in, Opus out on a 48 kHz RTP clock.
+//!
+//! Decoded samples collect in a FIFO and leave as Opus frames of the negotiated ptime, whatever
+//! the input ptime (repacketization). libopus is fed 8 kHz directly: no resampling. Output
+//! timestamps follow the input's (times six), so gaps in the input (loss, silence suppression)
+//! stay gaps on the output instead of being filled with made-up audio; the Opus receiver conceals.
+
+use std::time::Instant;
+
+use bridgepool_codecs::g711::Law;
+use bridgepool_codecs::opus::{EncoderConfig, OpusEncoder, OpusError};
+
+use super::rtp_out::{OutPacket, RtpOut};
+use super::transmit::Outbox;
+
+/// Opus RTP clock ticks per 8 kHz sample.
+pub(crate) const OPUS_TICKS_PER_SAMPLE: u64 = 6;
+/// Opus RTP clock rate (RFC 7587), whatever rate the codec runs at inside.
+pub(crate) const OPUS_CLOCK: u32 = 48_000;
+/// The FIFO holds at most this many samples (two 60 ms input packets on top of a 60 ms frame).
+const FIFO_CAPACITY: usize = 3 * 480;
+
+pub(crate) struct G711ToOpus {
+    law: Law,
+    encoder: OpusEncoder,
+    /// Output frame in 8 kHz samples.
+    frame: usize,
+    fifo: Vec<i16>,
+    /// Output timestamp (48 kHz, unwrapped) of `fifo[0]`.
+    fifo_ts: u64,
+    /// Output timestamp minus six times the input's extended timestamp.
+    offset: i64,
+    /// Input timestamp (8 kHz, extended) expected for the next sample; `None` before a stream.
+    next_in_ts: Option<u64>,
+    /// Highest extended input timestamp seen, to extend the next.
+    in_ts_ref: u64,
+    /// Opus frames the encoder judged silent under DTX and we did not send.
+    pub(crate) dtx_frames: u64,
+    /// Frames handed to the encoder.
+    pub(crate) frames_encoded: u64,
+}
+
+impl G711ToOpus {
+    pub(crate) fn new(
+        law: Law,
+        encoder: &EncoderConfig,
+        frame: usize,
+    ) -> Result<Self, OpusError> {
+        Ok(Self {
+            law,
+            encoder: OpusEncoder::new(encoder)?,
+            frame,
+            fifo: Vec::with_capacity(FIFO_CAPACITY),
+            fifo_ts: 0,
+            offset: 0,
+            next_in_ts: None,
+            in_ts_ref: 0,
+            dtx_frames: 0,
+            frames_encoded: 0,
+        })
+    }
+
+    pub(crate) fn set_law(&mut self, law: Law) {
+        self.law = law;
+    }
+
+    pub(crate) fn set_frame(&mut self, frame: usize) {
+        self.frame = frame;
+    }
+
+    pub(crate) fn encoder(&mut self) -> &mut OpusEncoder {
+        &mut self.encoder
+    }
+
+    pub(crate) fn replace_encoder(&mut self, config: &EncoderConfig) -> Result<(), OpusError> {
+        self.encoder = OpusEncoder::new(config)?;
+        Ok(())
+    }
+
+    /// Maps an input timestamp (8 kHz, as on the wire) to our output timeline, for events.
+    pub(crate) fn map_ts(&mut self, now: Instant, out: &RtpOut, in_ts: u32) -> u64 {
+        let ext = self.extend(in_ts);
+        if self.next_in_ts.is_none() {
+            self.start(now, out, ext);
+        }
+        self.to_out(ext)
+    }
+
+    /// One in-order G.711 packet.
+    pub(crate) fn on_packet(
+        &mut self,
+        now: Instant,
+        out: &mut RtpOut,
+        outbox: &mut Outbox,
+        pt: u8,
+        in_ts: u32,
+        talkspurt: bool,
+        payload: &[u8],
+    ) {
+        let ext = self.extend(in_ts);
+        match self.next_in_ts {
+            None => self.start(now, out, ext),
+            Some(expected) if ext > expected => {
+                let gap = (ext - expected) as usize;
+                let pad = if self.fifo.is_empty() {
+                    0
+                } else {
+                    (self.frame - self.fifo.len() % self.frame) % self.frame
+                };
+                let fill = gap.min(pad);
+                self.fifo.resize(self.fifo.len() + fill, 0);
+                self.drain(now, out, outbox, pt);
+                if gap > fill {
+                    // The rest of the gap stays a gap: restart the FIFO at the new position.
+                    self.flush(now, out, outbox, pt);
+                    self.fifo_ts = self.to_out(ext);
+                    out.marker_pending |= talkspurt;
+                }
+            }
+            Some(expected) if ext < expected => {
+                // Overlaps audio already taken (a sender restarting its clock): start over.
+                self.flush(now, out, outbox, pt);
+                self.start(now, out, ext);
+            }
+            Some(_) => {}
+        }
+        if talkspurt {
+            out.marker_pending = true;
+        }
+        let room = FIFO_CAPACITY - self.fifo.len();
+        let take = payload.len().min(room);
+        let start = self.fifo.len();
+        self.fifo.resize(start + take, 0);
+        self.law.decode(&payload[..take], &mut self.fifo[start..]);
+        self.next_in_ts = Some(ext + payload.len() as u64);
+        self.drain(now, out, outbox, pt);
+    }
+
+    /// Ends the current input stream: a partial frame is padded with silence and sent.
+    pub(crate) fn flush(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
+        if !self.fifo.is_empty() {
+            let pad = (self.frame - self.fifo.len() % self.frame) % self.frame;
+            self.fifo.resize(self.fifo.len() + pad, 0);
+            self.drain(now, out, outbox, pt);
+        }
+        self.fifo.clear();
+    }
+
+    /// Forgets the input stream (SSRC change); the next packet rebases onto our timeline.
+    pub(crate) fn reset_input(&mut self) {
+        self.next_in_ts = None;
+    }
+
+    fn start(&mut self, now: Instant, out: &RtpOut, ext: u64) {
+        let base = out.rebase_point(now, OPUS_CLOCK);
+        self.offset = base as i64 - (ext * OPUS_TICKS_PER_SAMPLE) as i64;
+        self.fifo.clear();
+        self.fifo_ts = base;
+        self.next_in_ts = Some(ext);
+    }
+
+    fn to_out(&self, ext: u64) -> u64 {
+        ((ext * OPUS_TICKS_PER_SAMPLE) as i64 + self.offset).max(0) as u64
+    }
+
+    fn extend(&mut self, ts: u32) -> u64 {
+        let ext = extend_ts(self.in_ts_ref, ts);
+        if self.next_in_ts.is_none() || ext > self.in_ts_ref {
+            self.in_ts_ref = ext;
+        }
+        ext
+    }
+
+    fn drain(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
+        let frame = self.frame;
+        let mut consumed = 0;
+        while self.fifo.len() - consumed >= frame {
+            let pcm = &self.fifo[consumed..consumed + frame];
+            let ts = self.fifo_ts;
+            let marker = out.marker_pending;
+            let mut dtx = false;
+            let encoder = &mut self.encoder;
+            let sent = out.send(
+                outbox,
+                now,
+                OutPacket {
+                    payload_type: pt,
+                    ts,
+                    duration: frame as u64 * OPUS_TICKS_PER_SAMPLE,
+                    marker,
+                },
+                |buf| match encoder.encode(pcm, buf) {
+                    Ok(n) if n <= 2 => {
+                        dtx = true;
+                        None
+                    }
+                    Ok(n) => Some(n),
+                    Err(_) => None,
+                },
+            );
+            self.frames_encoded += 1;
+            if sent {
+                out.marker_pending = false;
+            } else if dtx {
+                self.dtx_frames += 1;
+                // The next packet sent after DTX starts a talkspurt.
+                out.marker_pending = true;
+            }
+            consumed += frame;
+            self.fifo_ts += frame as u64 * OPUS_TICKS_PER_SAMPLE;
+        }
+        if consumed > 0 {
+            self.fifo.copy_within(consumed.., 0);
+            self.fifo.truncate(self.fifo.len() - consumed);
+        }
+    }
+}
+
+/// Extends a 32-bit RTP timestamp to the 64-bit value closest to `reference`.
+pub(crate) fn extend_ts(reference: u64, ts: u32) -> u64 {
+    const CYCLE: u64 = 1 << 32;
+    let base = if reference < CYCLE { CYCLE } else { reference };
+    let candidate = (base & !(CYCLE - 1)) | u64::from(ts);
+    [candidate - CYCLE, candidate, candidate + CYCLE]
+        .into_iter()
+        .min_by_key(|c| c.abs_diff(base))
+        .unwrap_or(candidate)
+}

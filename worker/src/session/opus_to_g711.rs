@@ -1,0 +1,292 @@
+//! Leg B to leg A: Opus (48 kHz RTP clock) in, G.711 at 8 kHz out, as one continuous stream.
+//!
+//! libopus decodes straight to 8 kHz (no resampling). Loss is healed before it reaches the G.711
+//! side: from the next packet's in-band FEC when it carries one, else by the decoder's packet loss
+//! concealment. A PSTN gateway expects a continuous stream, so when the Opus side goes quiet (DTX,
+//! or a packet later than the playout grace) the decoder's concealment (comfort noise after a DTX
+//! frame) fills the output clock; a packet that then arrives for time already filled has its
+//! covered part skipped, so latency does not creep up.
+//!
+//! The output timeline is our own: it advances by exactly one frame per packet sent.
+
+use std::time::{Duration, Instant};
+
+use bridgepool_codecs::g711::Law;
+use bridgepool_codecs::opus::{self, OpusDecoder, OpusError, SampleRate};
+
+use super::g711_to_opus::{OPUS_TICKS_PER_SAMPLE, extend_ts};
+use super::rtp_out::{OutPacket, RtpOut};
+use super::transmit::Outbox;
+
+/// Samples per 2.5 ms at 8 kHz: libopus decodes, conceals and recovers in multiples of this.
+const OPUS_GRANULE: usize = 20;
+/// Largest Opus packet duration at 8 kHz (120 ms).
+const MAX_PACKET: usize = 960;
+/// A loss gap longer than this is not concealed sample by sample; the stream jumps ahead.
+const MAX_CONCEAL: usize = 960;
+/// After this long without input the output carries plain G.711 silence instead of running the
+/// decoder's concealment.
+const QUIET_AFTER: Duration = Duration::from_secs(1);
+/// An input timestamp this far behind the play position is a restarted clock, not a late packet.
+const RESTART_BEHIND: u64 = 48_000;
+
+/// Why an Opus packet was not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    /// The payload does not decode.
+    Undecodable,
+    /// Everything it carries was already played out (concealed in its place).
+    Late,
+}
+
+pub(crate) struct OpusToG711 {
+    law: Law,
+    decoder: OpusDecoder,
+    /// Output frame in 8 kHz samples.
+    frame: usize,
+    ptime: Duration,
+    grace: Duration,
+    fifo: Vec<i16>,
+    pcm: Vec<i16>,
+    /// Input timestamp (48 kHz, extended) of the next sample to play; `None` before a stream.
+    play_ts: Option<u64>,
+    in_ts_ref: u64,
+    /// Next output timestamp (8 kHz, unwrapped).
+    out_ts: u64,
+    /// Duration of the last decoded packet, the best guess for a lost one.
+    last_packet: usize,
+    pending_lost: u64,
+    deadline: Option<Instant>,
+    last_input: Option<Instant>,
+    /// Frames (of the lost packet's size) recovered from in-band FEC.
+    pub(crate) fec_recovered: u64,
+    /// Samples produced by concealment (loss, DTX, lateness).
+    pub(crate) concealed_samples: u64,
+    /// Samples of late packets skipped because concealment already covered their time.
+    pub(crate) skipped_samples: u64,
+}
+
+impl OpusToG711 {
+    pub(crate) fn new(
+        law: Law,
+        frame: usize,
+        ptime: Duration,
+        grace: Duration,
+    ) -> Result<Self, OpusError> {
+        Ok(Self {
+            law,
+            decoder: OpusDecoder::new(SampleRate::Hz8000)?,
+            frame,
+            ptime,
+            grace,
+            fifo: Vec::with_capacity(MAX_PACKET * 2 + MAX_CONCEAL),
+            pcm: vec![0; MAX_PACKET],
+            play_ts: None,
+            in_ts_ref: 0,
+            out_ts: 0,
+            last_packet: 160,
+            pending_lost: 0,
+            deadline: None,
+            last_input: None,
+            fec_recovered: 0,
+            concealed_samples: 0,
+            skipped_samples: 0,
+        })
+    }
+
+    pub(crate) fn set_law(&mut self, law: Law) {
+        self.law = law;
+    }
+
+    pub(crate) fn set_frame(&mut self, frame: usize, ptime: Duration) {
+        self.frame = frame;
+        self.ptime = ptime;
+    }
+
+    /// Where the next output packet sits on our 8 kHz timeline (for mapping events).
+    pub(crate) fn out_position(&self) -> u64 {
+        self.out_ts
+    }
+
+    /// When the playout clock next needs a frame.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Stops the playout clock (the A side is on hold or the session ends).
+    pub(crate) fn stop_clock(&mut self) {
+        self.deadline = None;
+    }
+
+    /// Packets given up as lost just before the next one.
+    pub(crate) fn on_lost(&mut self, count: u64) {
+        self.pending_lost += count;
+    }
+
+    /// A new input stream (SSRC change): fresh decoder state, same output stream.
+    pub(crate) fn reset_input(&mut self) -> Result<(), OpusError> {
+        self.decoder.reset()?;
+        self.play_ts = None;
+        self.pending_lost = 0;
+        Ok(())
+    }
+
+    /// One in-order Opus packet.
+    pub(crate) fn on_packet(
+        &mut self,
+        now: Instant,
+        out: &mut RtpOut,
+        outbox: &mut Outbox,
+        pt: u8,
+        in_ts: u32,
+        payload: &[u8],
+    ) -> Result<(), Rejected> {
+        let samples = opus::packet_samples(payload, SampleRate::Hz8000)
+            .map_err(|_| Rejected::Undecodable)?;
+        if samples == 0 || samples > MAX_PACKET {
+            return Err(Rejected::Undecodable);
+        }
+        let ext = extend_ts(self.in_ts_ref, in_ts);
+        if self.play_ts.is_none() || ext > self.in_ts_ref {
+            self.in_ts_ref = ext;
+        }
+        let mut covered = 0;
+        match self.play_ts {
+            Some(play) if ext > play => {
+                let missing = ((ext - play) / OPUS_TICKS_PER_SAMPLE) as usize;
+                if self.pending_lost > 0 && missing <= MAX_CONCEAL {
+                    self.heal(missing, payload);
+                }
+                // Otherwise DTX or a pause: nothing to invent, the clock already filled it.
+            }
+            Some(play) if ext < play && play - ext < RESTART_BEHIND => {
+                covered = ((play - ext) / OPUS_TICKS_PER_SAMPLE) as usize;
+            }
+            _ => {}
+        }
+        self.pending_lost = 0;
+        let n = match self.decoder.decode(payload, &mut self.pcm[..samples]) {
+            Ok(n) => n.min(samples),
+            Err(_) => {
+                self.pending_lost = 1;
+                return Err(Rejected::Undecodable);
+            }
+        };
+        self.last_input = Some(now);
+        self.last_packet = n.max(OPUS_GRANULE);
+        let end = ext + n as u64 * OPUS_TICKS_PER_SAMPLE;
+        self.play_ts = Some(self.play_ts.map_or(end, |p| if covered > 0 { p.max(end) } else { end }));
+        if covered >= n {
+            self.skipped_samples += n as u64;
+            return Err(Rejected::Late);
+        }
+        self.skipped_samples += covered as u64;
+        self.fifo.extend_from_slice(&self.pcm[covered..n]);
+        self.drain(now, out, outbox, pt);
+        self.deadline = Some(now + self.ptime + self.grace);
+        Ok(())
+    }
+
+    /// The playout clock fired: if the input has not delivered a frame, conceal one.
+    pub(crate) fn on_deadline(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        let quiet = self
+            .last_input
+            .is_none_or(|t| now.saturating_duration_since(t) >= QUIET_AFTER);
+        while self.fifo.len() < self.frame {
+            let need = (self.frame - self.fifo.len()).div_ceil(OPUS_GRANULE) * OPUS_GRANULE;
+            let need = need.min(MAX_PACKET);
+            let start = self.fifo.len();
+            self.fifo.resize(start + need, 0);
+            if !quiet {
+                let got = self.decoder.conceal(&mut self.fifo[start..]).unwrap_or(0);
+                self.fifo.truncate(start + got.min(need));
+                if got == 0 {
+                    self.fifo.resize(start + need, 0);
+                }
+            }
+            self.concealed_samples += need as u64;
+            if let Some(play) = self.play_ts.as_mut() {
+                *play += need as u64 * OPUS_TICKS_PER_SAMPLE;
+            }
+        }
+        self.drain(now, out, outbox, pt);
+        let next = deadline + self.ptime;
+        self.deadline = Some(if next > now { next } else { now + self.ptime });
+    }
+
+    /// Fills `missing` samples before `next_payload`: FEC from it for the last lost frame when it
+    /// carries FEC, concealment before that.
+    fn heal(&mut self, missing: usize, next_payload: &[u8]) {
+        let missing = missing / OPUS_GRANULE * OPUS_GRANULE;
+        let fec = if opus::packet_has_fec(next_payload) {
+            self.last_packet.min(missing)
+        } else {
+            0
+        };
+        let mut plc = missing - fec;
+        while plc > 0 {
+            let chunk = plc.min(self.last_packet).min(MAX_PACKET);
+            let start = self.fifo.len();
+            self.fifo.resize(start + chunk, 0);
+            let got = self.decoder.conceal(&mut self.fifo[start..]).unwrap_or(0);
+            if got < chunk {
+                // Keep the timeline whole even if concealment failed: silence for the rest.
+                self.fifo[start + got..].fill(0);
+            }
+            self.concealed_samples += chunk as u64;
+            plc -= chunk;
+        }
+        if fec > 0 {
+            let start = self.fifo.len();
+            self.fifo.resize(start + fec, 0);
+            match self.decoder.decode_fec(next_payload, &mut self.fifo[start..]) {
+                Ok(_) => self.fec_recovered += 1,
+                Err(_) => {
+                    let got = self.decoder.conceal(&mut self.fifo[start..]).unwrap_or(0);
+                    self.fifo[start + got.min(fec)..].fill(0);
+                    self.concealed_samples += fec as u64;
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
+        let frame = self.frame;
+        let mut consumed = 0;
+        while self.fifo.len() - consumed >= frame {
+            let pcm = &self.fifo[consumed..consumed + frame];
+            let law = self.law;
+            let marker = out.marker_pending;
+            let sent = out.send(
+                outbox,
+                now,
+                OutPacket {
+                    payload_type: pt,
+                    ts: self.out_ts,
+                    duration: frame as u64,
+                    marker,
+                },
+                |buf| {
+                    let dst = buf.get_mut(..frame)?;
+                    law.encode(pcm, dst);
+                    Some(frame)
+                },
+            );
+            if sent {
+                out.marker_pending = false;
+            }
+            self.out_ts += frame as u64;
+            consumed += frame;
+        }
+        if consumed > 0 {
+            self.fifo.copy_within(consumed.., 0);
+            self.fifo.truncate(self.fifo.len() - consumed);
+        }
+    }
+}
