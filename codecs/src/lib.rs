@@ -8,11 +8,13 @@
 //! - [`resample`]: sample-rate conversion with rubato, for rates libopus does not take itself.
 //! - [`rtp`], [`rtcp`]: zero-copy views over `&[u8]` and builders into a caller's buffer.
 //! - [`telephone_event`]: RFC 4733 DTMF events.
+//! - [`quality`]: similarity of two recordings after alignment (tests, loadgen).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod g711;
 pub mod opus;
+pub mod quality;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;

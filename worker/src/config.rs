@@ -20,7 +20,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "BRIDGEPOOL_GRPC_ADVERTISE")]
     pub grpc_advertise: Option<String>,
     /// Prometheus /metrics listen address.
-    #[arg(long, env = "BRIDGEPOOL_METRICS_LISTEN", default_value = "0.0.0.0:9102")]
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_METRICS_LISTEN",
+        default_value = "0.0.0.0:9102"
+    )]
     pub metrics_listen: String,
     /// Address RTP sockets bind to.
     #[arg(long, env = "BRIDGEPOOL_MEDIA_IP", default_value = "127.0.0.1")]
@@ -38,7 +42,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "BRIDGEPOOL_CORES", default_value = "")]
     pub cores: String,
     /// Scheduler endpoint to register with; repeat (or comma separate) for every replica.
-    #[arg(long = "scheduler", env = "BRIDGEPOOL_SCHEDULERS", value_delimiter = ',')]
+    #[arg(
+        long = "scheduler",
+        env = "BRIDGEPOOL_SCHEDULERS",
+        value_delimiter = ','
+    )]
     pub schedulers: Vec<String>,
     /// Worker id (default: the host name).
     #[arg(long, env = "BRIDGEPOOL_WORKER_ID")]
@@ -135,13 +143,21 @@ impl WorkerArgs {
             .and_then(|s| parse::<IpAddr>(s, "advertise-ip", &mut bad));
         let port_min = parse::<u16>(&self.rtp_port_min, "rtp-port-min", &mut bad);
         let port_max = parse::<u16>(&self.rtp_port_max, "rtp-port-max", &mut bad);
-        if let (Some(min), Some(max)) = (port_min, port_max) {
-            if max <= min + 2 {
-                bad("rtp-port-max", format!("{max} leaves no RTP/RTCP pair above --rtp-port-min {min}"));
-            }
+        if let (Some(min), Some(max)) = (port_min, port_max)
+            && max <= min + 2
+        {
+            bad(
+                "rtp-port-max",
+                format!("{max} leaves no RTP/RTCP pair above --rtp-port-min {min}"),
+            );
         }
         let mut cores = Vec::new();
-        for part in self.cores.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for part in self
+            .cores
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             match part.parse::<usize>() {
                 Ok(c) => cores.push(c),
                 Err(_) => bad("cores", format!("'{part}' is not a core number")),
@@ -150,13 +166,19 @@ impl WorkerArgs {
         if let Some(available) = core_affinity::get_core_ids() {
             for c in &cores {
                 if !available.iter().any(|a| a.id == *c) {
-                    bad("cores", format!("core {c} is not available to this process"));
+                    bad(
+                        "cores",
+                        format!("core {c} is not available to this process"),
+                    );
                 }
             }
         }
         for s in &self.schedulers {
             if !(s.starts_with("http://") || s.starts_with("https://")) {
-                bad("scheduler", format!("'{s}' must be an http:// or https:// URL"));
+                bad(
+                    "scheduler",
+                    format!("'{s}' must be an http:// or https:// URL"),
+                );
             }
         }
         let drain_deadline = duration(&self.drain_deadline, "drain-deadline", &mut bad);
@@ -181,13 +203,19 @@ impl WorkerArgs {
             }
             (None, None) => None,
             _ => {
-                bad("tls-cert", "--tls-cert and --tls-key go together".to_owned());
+                bad(
+                    "tls-cert",
+                    "--tls-cert and --tls-key go together".to_owned(),
+                );
                 None
             }
         };
         let worker_id = self.worker_id.clone().unwrap_or_else(hostname);
         if worker_id.is_empty() || worker_id.contains('/') {
-            bad("worker-id", format!("'{worker_id}' must be non-empty without '/'"));
+            bad(
+                "worker-id",
+                format!("'{worker_id}' must be non-empty without '/'"),
+            );
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -217,7 +245,10 @@ impl WorkerArgs {
         let advertised = advertise_ip.unwrap_or(media_ip);
         let grpc_advertise = self.grpc_advertise.clone().unwrap_or_else(|| {
             let scheme = if tls.is_some() { "https" } else { "http" };
-            format!("{scheme}://{}", SocketAddr::new(advertised, grpc_listen.port()))
+            format!(
+                "{scheme}://{}",
+                SocketAddr::new(advertised, grpc_listen.port())
+            )
         });
         Ok(WorkerConfig {
             grpc_listen,
@@ -269,7 +300,10 @@ fn duration(
     match parse_duration(text) {
         Some(d) => Some(d),
         None => {
-            bad(option, format!("'{text}' is not a duration like 500ms, 60s, 5m or 1h"));
+            bad(
+                option,
+                format!("'{text}' is not a duration like 500ms, 60s, 5m or 1h"),
+            );
             None
         }
     }
@@ -324,14 +358,26 @@ mod tests {
         ]);
         let errors = args.validate().unwrap_err();
         let options: Vec<&str> = errors.iter().map(|e| e.option).collect();
-        for expected in ["grpc-listen", "media-ip", "rtp-port-max", "session-timeout", "scheduler", "cores"] {
-            assert!(options.contains(&expected), "{expected} missing from {options:?}");
+        for expected in [
+            "grpc-listen",
+            "media-ip",
+            "rtp-port-max",
+            "session-timeout",
+            "scheduler",
+            "cores",
+        ] {
+            assert!(
+                options.contains(&expected),
+                "{expected} missing from {options:?}"
+            );
         }
     }
 
     #[test]
     fn defaults_are_valid() {
-        let config = WorkerArgs::parse_from(["bridgepool-worker"]).validate().unwrap();
+        let config = WorkerArgs::parse_from(["bridgepool-worker"])
+            .validate()
+            .unwrap();
         assert_eq!(config.session_timeout, Duration::from_secs(60));
         assert_eq!(config.grpc_advertise, "http://127.0.0.1:50061");
     }

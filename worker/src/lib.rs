@@ -5,5 +5,14 @@
 // The disallowed clock and socket lints guard the session module only; the driver needs both.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod session;
+pub mod telemetry;
+
+/// A base instant for unit tests of the sans-IO session, which may not read the clock itself.
+#[cfg(test)]
+pub(crate) fn test_epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -67,51 +67,118 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
     let counters = engine.counters();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
-    header(&mut out, "bridgepool_worker_sessions", "gauge", "Live sessions per media core.");
+    header(
+        &mut out,
+        "bridgepool_worker_sessions",
+        "gauge",
+        "Live sessions per media core.",
+    );
     for c in &cores {
-        let _ = writeln!(out, "bridgepool_worker_sessions{{core=\"{}\"}} {}", c.core, c.sessions);
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_sessions{{core=\"{}\"}} {}",
+            c.core, c.sessions
+        );
     }
-    header(&mut out, "bridgepool_worker_sessions_created_total", "counter", "Sessions admitted.");
-    let _ = writeln!(out, "bridgepool_worker_sessions_created_total {}", load(&control.created));
-    header(&mut out, "bridgepool_worker_sessions_refused_total", "counter", "Session creates refused, by reason.");
+    header(
+        &mut out,
+        "bridgepool_worker_sessions_created_total",
+        "counter",
+        "Sessions admitted.",
+    );
+    let _ = writeln!(
+        out,
+        "bridgepool_worker_sessions_created_total {}",
+        load(&control.created)
+    );
+    header(
+        &mut out,
+        "bridgepool_worker_sessions_refused_total",
+        "counter",
+        "Session creates refused, by reason.",
+    );
     for (reason, c) in [
         ("capacity", &control.refused_capacity),
         ("draining", &control.refused_draining),
         ("ports", &control.refused_ports),
     ] {
-        let _ = writeln!(out, "bridgepool_worker_sessions_refused_total{{reason=\"{reason}\"}} {}", load(c));
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_sessions_refused_total{{reason=\"{reason}\"}} {}",
+            load(c)
+        );
     }
-    header(&mut out, "bridgepool_worker_sessions_ended_total", "counter", "Sessions ended, by reason.");
+    header(
+        &mut out,
+        "bridgepool_worker_sessions_ended_total",
+        "counter",
+        "Sessions ended, by reason.",
+    );
     for (reason, c) in [
         ("deleted", &control.ended_deleted),
         ("timeout", &control.ended_timeout),
         ("drain_deadline", &control.ended_drain_deadline),
     ] {
-        let _ = writeln!(out, "bridgepool_worker_sessions_ended_total{{reason=\"{reason}\"}} {}", load(c));
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_sessions_ended_total{{reason=\"{reason}\"}} {}",
+            load(c)
+        );
     }
     for (name, help, pick) in [
-        ("bridgepool_worker_packets_in_total", "Datagrams received, per leg.", 0),
-        ("bridgepool_worker_packets_out_total", "Datagrams sent, per leg.", 1),
+        (
+            "bridgepool_worker_packets_in_total",
+            "Datagrams received, per leg.",
+            0,
+        ),
+        (
+            "bridgepool_worker_packets_out_total",
+            "Datagrams sent, per leg.",
+            1,
+        ),
     ] {
         header(&mut out, name, "counter", help);
         for (i, leg) in ["a", "b"].iter().enumerate() {
             let sum: u64 = counters
                 .iter()
-                .map(|c| load(if pick == 0 { &c.packets_in[i] } else { &c.packets_out[i] }))
+                .map(|c| {
+                    load(if pick == 0 {
+                        &c.packets_in[i]
+                    } else {
+                        &c.packets_out[i]
+                    })
+                })
                 .sum();
             let _ = writeln!(out, "{name}{{leg=\"{leg}\"}} {sum}");
         }
     }
-    header(&mut out, "bridgepool_worker_packets_dropped_total", "counter", "Input dropped, by reason.");
+    header(
+        &mut out,
+        "bridgepool_worker_packets_dropped_total",
+        "counter",
+        "Input dropped, by reason.",
+    );
     for (i, reason) in DropReason::ALL.iter().enumerate() {
         let sum: u64 = counters.iter().map(|c| load(&c.drops[i])).sum();
-        let _ = writeln!(out, "bridgepool_worker_packets_dropped_total{{reason=\"{}\"}} {sum}", reason.as_str());
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_packets_dropped_total{{reason=\"{}\"}} {sum}",
+            reason.as_str()
+        );
     }
     let name = "bridgepool_worker_frame_codec_seconds";
-    header(&mut out, name, "histogram", "Processing time per datagram or timer: decode, encode, packetize.");
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Processing time per datagram or timer: decode, encode, packetize.",
+    );
     let mut cumulative = 0;
     for (i, bound) in PROCESSING_BUCKETS.iter().enumerate() {
-        cumulative += counters.iter().map(|c| load(&c.processing_buckets[i])).sum::<u64>();
+        cumulative += counters
+            .iter()
+            .map(|c| load(&c.processing_buckets[i]))
+            .sum::<u64>();
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
     }
     cumulative += counters
@@ -123,13 +190,31 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
     let _ = writeln!(out, "{name}_sum {}", nanos as f64 / 1e9);
     let _ = writeln!(out, "{name}_count {cumulative}");
 
-    header(&mut out, "bridgepool_worker_deadline_misses_total", "counter", "Frames served later than their deadline.");
+    header(
+        &mut out,
+        "bridgepool_worker_deadline_misses_total",
+        "counter",
+        "Frames served later than their deadline.",
+    );
     for c in &cores {
-        let _ = writeln!(out, "bridgepool_worker_deadline_misses_total{{core=\"{}\"}} {}", c.core, c.deadline_misses);
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_deadline_misses_total{{core=\"{}\"}} {}",
+            c.core, c.deadline_misses
+        );
     }
-    header(&mut out, "bridgepool_worker_core_busy_ratio", "gauge", "Busy time over wall time in the last second.");
+    header(
+        &mut out,
+        "bridgepool_worker_core_busy_ratio",
+        "gauge",
+        "Busy time over wall time in the last second.",
+    );
     for c in &cores {
-        let _ = writeln!(out, "bridgepool_worker_core_busy_ratio{{core=\"{}\"}} {:.4}", c.core, c.busy);
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_core_busy_ratio{{core=\"{}\"}} {:.4}",
+            c.core, c.busy
+        );
     }
     let capacity: u64 = cores.iter().map(|c| c.capacity).sum();
     let headroom: u64 = if load(&control.draining) == 1 {
@@ -137,31 +222,83 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
     } else {
         cores.iter().map(|c| c.headroom).sum()
     };
-    header(&mut out, "bridgepool_worker_capacity_sessions", "gauge", "Measured session capacity.");
+    header(
+        &mut out,
+        "bridgepool_worker_capacity_sessions",
+        "gauge",
+        "Measured session capacity.",
+    );
     let _ = writeln!(out, "bridgepool_worker_capacity_sessions {capacity}");
-    header(&mut out, "bridgepool_worker_headroom_sessions", "gauge", "Sessions this worker can still admit.");
+    header(
+        &mut out,
+        "bridgepool_worker_headroom_sessions",
+        "gauge",
+        "Sessions this worker can still admit.",
+    );
     let _ = writeln!(out, "bridgepool_worker_headroom_sessions {headroom}");
-    header(&mut out, "bridgepool_worker_draining", "gauge", "1 while draining.");
-    let _ = writeln!(out, "bridgepool_worker_draining {}", load(&control.draining));
-    header(&mut out, "bridgepool_worker_rtp_lost_packets_total", "counter", "Input packets lost (sequence gaps), per leg, of ended sessions.");
+    header(
+        &mut out,
+        "bridgepool_worker_draining",
+        "gauge",
+        "1 while draining.",
+    );
+    let _ = writeln!(
+        out,
+        "bridgepool_worker_draining {}",
+        load(&control.draining)
+    );
+    header(
+        &mut out,
+        "bridgepool_worker_rtp_lost_packets_total",
+        "counter",
+        "Input packets lost (sequence gaps), per leg, of ended sessions.",
+    );
     for (i, leg) in ["a", "b"].iter().enumerate() {
-        let _ = writeln!(out, "bridgepool_worker_rtp_lost_packets_total{{leg=\"{leg}\"}} {}", load(&control.lost[i]));
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_rtp_lost_packets_total{{leg=\"{leg}\"}} {}",
+            load(&control.lost[i])
+        );
     }
     let name = "bridgepool_worker_rtp_jitter_seconds";
-    header(&mut out, name, "histogram", "RFC 3550 interarrival jitter at session end, per leg.");
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "RFC 3550 interarrival jitter at session end, per leg.",
+    );
     for (i, leg) in ["a", "b"].iter().enumerate() {
         let mut cumulative = 0;
         for (b, bound) in JITTER_BUCKETS.iter().enumerate() {
             cumulative += load(&control.jitter_buckets[i][b]);
-            let _ = writeln!(out, "{name}_bucket{{leg=\"{leg}\",le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{leg=\"{leg}\",le=\"{bound}\"}} {cumulative}"
+            );
         }
         cumulative += load(&control.jitter_buckets[i][JITTER_BUCKETS.len()]);
-        let _ = writeln!(out, "{name}_bucket{{leg=\"{leg}\",le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum{{leg=\"{leg}\"}} {}", load(&control.jitter_sum_us[i]) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{leg=\"{leg}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{leg=\"{leg}\"}} {}",
+            load(&control.jitter_sum_us[i]) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count{{leg=\"{leg}\"}} {cumulative}");
     }
-    header(&mut out, "bridgepool_worker_ports_in_use", "gauge", "RTP/RTCP port pairs held by sessions.");
-    let _ = writeln!(out, "bridgepool_worker_ports_in_use {}", engine.ports().in_use());
+    header(
+        &mut out,
+        "bridgepool_worker_ports_in_use",
+        "gauge",
+        "RTP/RTCP port pairs held by sessions.",
+    );
+    let _ = writeln!(
+        out,
+        "bridgepool_worker_ports_in_use {}",
+        engine.ports().in_use()
+    );
     out
 }
 

@@ -4,6 +4,7 @@
 
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -81,8 +82,7 @@ impl Extractor for MetadataExtractor<'_> {
 
 /// Makes `span` a child of the trace context the caller sent, if any.
 pub fn adopt_remote_parent(span: &tracing::Span, metadata: &tonic::metadata::MetadataMap) {
-    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-        p.extract(&MetadataExtractor(metadata))
-    });
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&MetadataExtractor(metadata)));
     let _ = span.set_parent(parent);
 }

@@ -1,5 +1,7 @@
 //! The media engine with real UDP sockets on loopback: PCMU speech in, Opus out (and back),
 //! guarded latching, ports returned, overload refusal.
+// Tests stand outside the session: they may read the clock to get a base instant.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 
@@ -27,7 +29,8 @@ fn engine(port_min: u16, port_max: u16) -> Engine {
 
 fn peer() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     s
 }
 
@@ -62,7 +65,11 @@ async fn pcmu_in_opus_out_over_loopback_and_ports_come_back() {
     let a = peer();
     let b = peer();
     let created = engine
-        .create(config(Law::Ulaw), Some(a.local_addr().unwrap()), Some(b.local_addr().unwrap()))
+        .create(
+            config(Law::Ulaw),
+            Some(a.local_addr().unwrap()),
+            Some(b.local_addr().unwrap()),
+        )
         .await
         .expect("created");
     assert_eq!(engine.ports().in_use(), 2);
@@ -73,8 +80,15 @@ async fn pcmu_in_opus_out_over_loopback_and_ports_come_back() {
     let got = tokio::task::spawn_blocking(move || exchange(&a2, local_a, &input, &b))
         .await
         .unwrap();
-    let rtp: Vec<&Vec<u8>> = got.iter().filter(|d| !bridgepool_codecs::rtp::is_rtcp(d)).collect();
-    assert!(rtp.len() >= 195, "{} Opus packets for 200 frames", rtp.len());
+    let rtp: Vec<&Vec<u8>> = got
+        .iter()
+        .filter(|d| !bridgepool_codecs::rtp::is_rtcp(d))
+        .collect();
+    assert!(
+        rtp.len() >= 195,
+        "{} Opus packets for 200 frames",
+        rtp.len()
+    );
     let sent: Vec<Sent> = rtp
         .iter()
         .map(|bytes| Sent {
@@ -92,7 +106,10 @@ async fn pcmu_in_opus_out_over_loopback_and_ports_come_back() {
 
     let stats = engine.delete(created.id).await.expect("final stats");
     assert!(stats.leg_a.packets_in >= 195);
-    assert!(engine.delete(created.id).await.is_none(), "second delete: already gone");
+    assert!(
+        engine.delete(created.id).await.is_none(),
+        "second delete: already gone"
+    );
     assert_eq!(engine.ports().in_use(), 0, "ports released");
 }
 
@@ -106,7 +123,10 @@ async fn foreign_sources_are_dropped_and_counted() {
         .await
         .unwrap();
     let audio = speech_for(1);
-    for p in g711_stream(Law::Ulaw, 0, &audio, 20, 5, 1, 0).iter().take(10) {
+    for p in g711_stream(Law::Ulaw, 0, &audio, 20, 5, 1, 0)
+        .iter()
+        .take(10)
+    {
         intruder.send_to(&p.bytes, created.local_a).unwrap();
         a.send_to(&p.bytes, created.local_a).unwrap();
     }
@@ -150,5 +170,9 @@ async fn exhausted_ports_are_refused_clearly() {
         Err(CreateError::Ports(e)) => assert!(e.to_string().contains("no free RTP/RTCP port pair")),
         other => panic!("expected a port refusal, got {other:?}"),
     }
-    assert_eq!(engine.ports().in_use(), 2, "the half-allocated pair went back");
+    assert_eq!(
+        engine.ports().in_use(),
+        2,
+        "the half-allocated pair went back"
+    );
 }

@@ -1,5 +1,7 @@
 //! Scenario tests on virtual time: real speech through a Session, both directions, with the
 //! network misbehaving, checked for audio and for the RTP rules.
+// Tests stand outside the session: they may read the clock to get a base instant.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 
@@ -18,13 +20,21 @@ fn pcmu_to_opus_keeps_audio_and_48k_timestamps() {
     let audio = speech_for(60);
     let mut h = Harness::new(config(Law::Ulaw));
     let input = g711_stream(Law::Ulaw, PT_A, &audio, 20, 0x1111, 100, 1234);
-    play(&mut h, Leg::A, &no_delay(&input), Duration::from_millis(100));
+    play(
+        &mut h,
+        Leg::A,
+        &no_delay(&input),
+        Duration::from_millis(100),
+    );
 
     let out = h.rtp_to(Leg::B);
     assert_eq!(out.len(), input.len(), "one Opus packet per 20 ms");
     let steps = check_stream_rules(&out, PT_B);
     assert_eq!(steps, vec![960], "Opus RTP clock is 48 kHz: 960 per 20 ms");
-    assert!(out[0].rtp().marker(), "first packet of the talkspurt is marked");
+    assert!(
+        out[0].rtp().marker(),
+        "first packet of the talkspurt is marked"
+    );
     assert!(out.iter().skip(1).all(|s| !s.rtp().marker()));
     assert_eq!(out[0].rtp().ssrc(), h.session.ssrc(Leg::B));
 
@@ -76,24 +86,42 @@ fn opus_loss_is_healed_by_fec_then_plc_without_gaps() {
         let input = peer.stream(PT_B, &audio, 0x3333, 1, 0);
         let mut net = Netem::new(7);
         net.loss = 0.05;
-        play(&mut h, Leg::B, &net.apply(&input), Duration::from_millis(10));
+        play(
+            &mut h,
+            Leg::B,
+            &net.apply(&input),
+            Duration::from_millis(10),
+        );
         let out = h.rtp_to(Leg::A);
         // Continuity: every 20 ms of the call has a G.711 packet, loss or not.
         let steps = check_stream_rules(&out, PT_A);
         assert_eq!(steps, vec![160]);
-        assert!(out.len() as f64 >= input.len() as f64 * 0.995, "gaps in the G.711 stream");
+        assert!(
+            out.len() as f64 >= input.len() as f64 * 0.995,
+            "gaps in the G.711 stream"
+        );
         let decoded = decode_g711_output(&out, Law::Ulaw, PT_A);
         let sim = similarity(&audio, &decoded);
-        (sim.correlation, h.session.healing(), h.session.stats(Leg::B).packets_lost)
+        (
+            sim.correlation,
+            h.session.healing(),
+            h.session.stats(Leg::B).packets_lost,
+        )
     };
     let (corr_fec, (fec_frames, _, _), lost) = run(true);
     assert!(lost > 0);
-    assert!(fec_frames > lost / 2, "FEC recovered {fec_frames} of {lost}");
+    assert!(
+        fec_frames > lost / 2,
+        "FEC recovered {fec_frames} of {lost}"
+    );
     let (corr_plc, (fec_none, concealed, _), _) = run(false);
     assert_eq!(fec_none, 0);
     assert!(concealed > 0);
     assert!(corr_fec > 0.7 && corr_plc > 0.6, "{corr_fec} {corr_plc}");
-    assert!(corr_fec > corr_plc, "FEC {corr_fec} should beat PLC {corr_plc}");
+    assert!(
+        corr_fec > corr_plc,
+        "FEC {corr_fec} should beat PLC {corr_plc}"
+    );
 }
 
 #[test]
@@ -114,14 +142,27 @@ fn opus_dtx_becomes_a_continuous_g711_stream() {
     };
     let input = peer.stream(PT_B, &audio, 0x4444, 1, 0);
     let frames = audio.len() / 160;
-    assert!(input.len() < frames * 3 / 4, "DTX should have suppressed frames");
+    assert!(
+        input.len() < frames * 3 / 4,
+        "DTX should have suppressed frames"
+    );
     play(&mut h, Leg::B, &no_delay(&input), Duration::from_millis(10));
     let out = h.rtp_to(Leg::A);
     check_stream_rules(&out, PT_A);
     // Continuous: the output covers the whole call at one packet per 20 ms.
-    let span = out.last().unwrap().rtp().timestamp().wrapping_sub(out[0].rtp().timestamp()) / 160;
+    let span = out
+        .last()
+        .unwrap()
+        .rtp()
+        .timestamp()
+        .wrapping_sub(out[0].rtp().timestamp())
+        / 160;
     assert_eq!(span as usize + 1, out.len(), "no timestamp gaps");
-    assert!(out.len() + 10 >= frames, "{} packets for {frames} frames", out.len());
+    assert!(
+        out.len() + 10 >= frames,
+        "{} packets for {frames} frames",
+        out.len()
+    );
     let decoded = decode_g711_output(&out, Law::Ulaw, PT_A);
     let sim = similarity(&audio, &decoded);
     assert!(sim.correlation > 0.75, "{sim:?}");
@@ -172,7 +213,10 @@ fn output_ptime_change_by_reinvite() {
         .windows(2)
         .map(|w| w[1].rtp().timestamp().wrapping_sub(w[0].rtp().timestamp()))
         .collect();
-    assert!(later.iter().all(|s| *s == 2880), "60 ms at 48 kHz after the change: {later:?}");
+    assert!(
+        later.iter().all(|s| *s == 2880),
+        "60 ms at 48 kHz after the change: {later:?}"
+    );
 }
 
 #[test]
@@ -204,7 +248,15 @@ fn ssrc_change_resets_input_not_output() {
 fn reordering_duplicates_and_wraparound_are_absorbed() {
     let audio = speech_for(30);
     let mut h = Harness::new(config(Law::Ulaw));
-    let input = g711_stream(Law::Ulaw, PT_A, &audio, 20, 0x7777, 65_200, u32::MAX - 20_000);
+    let input = g711_stream(
+        Law::Ulaw,
+        PT_A,
+        &audio,
+        20,
+        0x7777,
+        65_200,
+        u32::MAX - 20_000,
+    );
     let mut net = Netem::new(11);
     net.jitter_ms = 25;
     net.duplicate = 0.02;
@@ -215,8 +267,16 @@ fn reordering_duplicates_and_wraparound_are_absorbed() {
     assert_eq!(steps, vec![960]);
     let stats = h.session.stats(Leg::A);
     assert!(stats.drops.get(DropReason::Duplicate) > 0);
-    assert!(stats.jitter > Duration::from_millis(2), "{:?}", stats.jitter);
-    assert_eq!(stats.packets_in, input.len() as u64, "every packet delivered once");
+    assert!(
+        stats.jitter > Duration::from_millis(2),
+        "{:?}",
+        stats.jitter
+    );
+    assert_eq!(
+        stats.packets_in,
+        input.len() as u64,
+        "every packet delivered once"
+    );
     let sim = similarity(&audio, &decode_opus_output(&out, PT_B));
     assert!(sim.correlation > MIN_CORRELATION, "{sim:?}");
 }
@@ -248,5 +308,9 @@ fn late_opus_packets_are_counted_and_do_not_add_latency() {
     assert!(h.session.stats(Leg::B).drops.get(DropReason::Late) >= 5);
     // Latency stays bounded: the output never runs more than a few frames ahead of real time.
     let expected = audio.len() / 160;
-    assert!(out.len() <= expected + 5, "{} packets for {expected} frames", out.len());
+    assert!(
+        out.len() <= expected + 5,
+        "{} packets for {expected} frames",
+        out.len()
+    );
 }

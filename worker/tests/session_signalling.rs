@@ -1,5 +1,7 @@
 //! Scenario tests on virtual time for everything around the audio: telephone events, RTCP,
 //! bad input, timeouts, hold, talkspurts.
+// Tests stand outside the session: they may read the clock to get a base instant.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 
@@ -33,18 +35,32 @@ fn dtmf_a_to_b_rescaled_one_timestamp_per_event_in_order() {
     let audio = speech_for(2);
     let mut h = Harness::new(config(Law::Ulaw));
     let ssrc = 0x1234;
-    let mut arrivals = no_delay(&g711_stream(Law::Ulaw, PT_A, &audio[..8000], 20, ssrc, 1, 8000));
+    let mut arrivals = no_delay(&g711_stream(
+        Law::Ulaw,
+        PT_A,
+        &audio[..8000],
+        20,
+        ssrc,
+        1,
+        8000,
+    ));
     // Digit 5 at ts 16000 for 200 ms (three end packets), then digit 9 at ts 20000.
     let mut seq = 51u16;
     let mut t = Duration::from_millis(1005);
     for (event, start) in [(5u8, 16_000u32), (9, 20_000)] {
         for (i, dur) in [160u16, 480, 800, 1120, 1600].iter().enumerate() {
-            arrivals.push((t, event_packet(TE_A, seq, start, ssrc, i == 0, ev(event, *dur, false))));
+            arrivals.push((
+                t,
+                event_packet(TE_A, seq, start, ssrc, i == 0, ev(event, *dur, false)),
+            ));
             seq += 1;
             t += Duration::from_millis(40);
         }
         for _ in 0..3 {
-            arrivals.push((t, event_packet(TE_A, seq, start, ssrc, false, ev(event, 1600, true))));
+            arrivals.push((
+                t,
+                event_packet(TE_A, seq, start, ssrc, false, ev(event, 1600, true)),
+            ));
             seq += 1;
             t += Duration::from_millis(5);
         }
@@ -60,10 +76,16 @@ fn dtmf_a_to_b_rescaled_one_timestamp_per_event_in_order() {
     assert_eq!(events.len(), 16, "every event packet relayed");
     for group in events.chunks(8) {
         let ts = group[0].timestamp();
-        assert!(group.iter().all(|p| p.timestamp() == ts), "one timestamp per event");
+        assert!(
+            group.iter().all(|p| p.timestamp() == ts),
+            "one timestamp per event"
+        );
         assert!(group[0].marker() && group[1..].iter().all(|p| !p.marker()));
         let durations: Vec<u16> = group.iter().map(|p| telephone_event(p).duration).collect();
-        assert_eq!(durations, vec![960, 2880, 4800, 6720, 9600, 9600, 9600, 9600]);
+        assert_eq!(
+            durations,
+            vec![960, 2880, 4800, 6720, 9600, 9600, 9600, 9600]
+        );
         assert!(group[5..].iter().all(|p| telephone_event(p).end));
     }
     let digits: Vec<u8> = events.iter().map(|p| telephone_event(p).event).collect();
@@ -71,8 +93,14 @@ fn dtmf_a_to_b_rescaled_one_timestamp_per_event_in_order() {
     assert_eq!(&digits[8..], &[9; 8]);
     // The event timestamps sit on the audio timeline: 4000 samples after the audio began = 24000.
     let audio_ts = out[0].rtp().timestamp();
-    assert_eq!(events[0].timestamp().wrapping_sub(audio_ts), (16_000 - 8000) * 6);
-    assert_eq!(events[8].timestamp().wrapping_sub(audio_ts), (20_000 - 8000) * 6);
+    assert_eq!(
+        events[0].timestamp().wrapping_sub(audio_ts),
+        (16_000 - 8000) * 6
+    );
+    assert_eq!(
+        events[8].timestamp().wrapping_sub(audio_ts),
+        (20_000 - 8000) * 6
+    );
 }
 
 #[test]
@@ -89,19 +117,33 @@ fn dtmf_b_to_a_rescaled_down_with_mapped_payload_type() {
     let mut seq = 51u16;
     let mut t = Duration::from_millis(1005);
     for (i, dur) in [960u16, 2880, 4800].iter().enumerate() {
-        arrivals.push((t, event_packet(TE_B, seq, 48_000, 0x99, i == 0, ev(1, *dur, i == 2))));
+        arrivals.push((
+            t,
+            event_packet(TE_B, seq, 48_000, 0x99, i == 0, ev(1, *dur, i == 2)),
+        ));
         seq += 1;
         t += Duration::from_millis(20);
     }
-    arrivals.push((t, event_packet(TE_B, seq, 48_000, 0x99, false, ev(1, 4800, true))));
+    arrivals.push((
+        t,
+        event_packet(TE_B, seq, 48_000, 0x99, false, ev(1, 4800, true)),
+    ));
     play(&mut h, Leg::B, &arrivals, Duration::from_millis(50));
     let out = h.rtp_to(Leg::A);
     check_stream_rules(&out, PT_A);
-    let events: Vec<_> = out.iter().map(|s| s.rtp()).filter(|p| p.payload_type() == TE_A).collect();
+    let events: Vec<_> = out
+        .iter()
+        .map(|s| s.rtp())
+        .filter(|p| p.payload_type() == TE_A)
+        .collect();
     assert_eq!(events.len(), 4);
     let durations: Vec<u16> = events.iter().map(|p| telephone_event(p).duration).collect();
     assert_eq!(durations, vec![160, 480, 800, 800]);
-    assert!(events.iter().all(|p| p.timestamp() == events[0].timestamp()));
+    assert!(
+        events
+            .iter()
+            .all(|p| p.timestamp() == events[0].timestamp())
+    );
 }
 
 #[test]
@@ -110,7 +152,15 @@ fn talkspurt_after_silence_suppression_is_marked() {
     let mut h = Harness::new(config(Law::Ulaw));
     let first = g711_stream(Law::Ulaw, PT_A, &audio[..8000], 20, 0x42, 1, 0);
     // The sender stops for a second (VAD), then resumes with a marker and a timestamp jump.
-    let mut second = g711_stream(Law::Ulaw, PT_A, &audio[16_000..24_000], 20, 0x42, 51, 16_000);
+    let mut second = g711_stream(
+        Law::Ulaw,
+        PT_A,
+        &audio[16_000..24_000],
+        20,
+        0x42,
+        51,
+        16_000,
+    );
     for p in &mut second {
         p.send_at += Duration::from_secs(2);
     }
@@ -127,7 +177,10 @@ fn talkspurt_after_silence_suppression_is_marked() {
         .collect();
     assert_eq!(marked, vec![0, 50]);
     assert_eq!(
-        out[50].rtp().timestamp().wrapping_sub(out[0].rtp().timestamp()),
+        out[50]
+            .rtp()
+            .timestamp()
+            .wrapping_sub(out[0].rtp().timestamp()),
         16_000 * 6,
         "the gap stays a gap on the 48 kHz clock"
     );
@@ -141,7 +194,12 @@ fn rtcp_reports_on_both_legs_and_rtt_from_peer_reports() {
     play(&mut h, Leg::A, &input, Duration::from_millis(100));
     let to_a = h.rtcp_to(Leg::A);
     let to_b = h.rtcp_to(Leg::B);
-    assert!(to_a.len() >= 2 && to_b.len() >= 2, "{} {}", to_a.len(), to_b.len());
+    assert!(
+        to_a.len() >= 2 && to_b.len() >= 2,
+        "{} {}",
+        to_a.len(),
+        to_b.len()
+    );
     // Toward B we send media: sender reports, carrying a report block? No: B sends us nothing.
     let last_b = to_b.last().unwrap();
     let kinds: Vec<u8> = rtcp::compound(&last_b.bytes)
@@ -194,7 +252,10 @@ fn rtcp_reports_on_both_legs_and_rtt_from_peer_reports() {
     h.feed_rtcp(at + Duration::from_millis(350), Leg::B, &buf[..n]);
     let stats = h.session.stats(Leg::B);
     let rtt = stats.rtt.expect("RTT measured");
-    assert!(rtt >= Duration::from_millis(99) && rtt <= Duration::from_millis(101), "{rtt:?}");
+    assert!(
+        rtt >= Duration::from_millis(99) && rtt <= Duration::from_millis(101),
+        "{rtt:?}"
+    );
     assert!((stats.remote_fraction_lost - 0.25).abs() < 1e-6);
     assert_eq!(stats.rtcp_in, 1);
 }
@@ -222,11 +283,32 @@ fn bad_input_is_dropped_and_counted_by_reason() {
 fn hold_stops_output_and_counts_input() {
     let audio = speech_for(2);
     let mut h = Harness::new(config(Law::Ulaw));
-    h.session.set_mode(Leg::B, LegMode { send: false, receive: false });
-    play(&mut h, Leg::A, &no_delay(&g711_stream(Law::Ulaw, PT_A, &audio, 20, 1, 1, 0)), Duration::ZERO);
+    h.session.set_mode(
+        Leg::B,
+        LegMode {
+            send: false,
+            receive: false,
+        },
+    );
+    play(
+        &mut h,
+        Leg::A,
+        &no_delay(&g711_stream(Law::Ulaw, PT_A, &audio, 20, 1, 1, 0)),
+        Duration::ZERO,
+    );
     assert!(h.rtp_to(Leg::B).is_empty(), "nothing sent to a held leg");
-    let peer = OpusPeer { fec: false, dtx: false, loss_pct: 0, ptime_ms: 20 };
-    play(&mut h, Leg::B, &no_delay(&peer.stream(PT_B, &audio, 2, 1, 0)), Duration::ZERO);
+    let peer = OpusPeer {
+        fec: false,
+        dtx: false,
+        loss_pct: 0,
+        ptime_ms: 20,
+    };
+    play(
+        &mut h,
+        Leg::B,
+        &no_delay(&peer.stream(PT_B, &audio, 2, 1, 0)),
+        Duration::ZERO,
+    );
     assert!(h.session.stats(Leg::B).drops.get(DropReason::Inactive) > 0);
 }
 
@@ -261,16 +343,26 @@ fn timeouts_end_the_session_with_a_reason() {
     // Both legs silent.
     let mut h = Harness::new(cfg.clone());
     h.advance(h.t0 + Duration::from_secs(6));
-    assert!(h.events.contains(&SessionEvent::Ended(EndReason::MediaTimeout)));
+    assert!(
+        h.events
+            .contains(&SessionEvent::Ended(EndReason::MediaTimeout))
+    );
     assert!(h.session.poll_timeout().is_none());
 
     // Only leg A sends, for longer than the one-sided limit.
     let mut h = Harness::new(cfg);
     let long: Vec<i16> = audio.iter().copied().cycle().take(8000 * 12).collect();
-    play(&mut h, Leg::A, &no_delay(&g711_stream(Law::Ulaw, PT_A, &long, 20, 9, 1, 0)), Duration::ZERO);
+    play(
+        &mut h,
+        Leg::A,
+        &no_delay(&g711_stream(Law::Ulaw, PT_A, &long, 20, 9, 1, 0)),
+        Duration::ZERO,
+    );
     assert!(
         h.events
-            .contains(&SessionEvent::Ended(EndReason::OneSidedTimeout { silent: Leg::B })),
+            .contains(&SessionEvent::Ended(EndReason::OneSidedTimeout {
+                silent: Leg::B
+            })),
         "{:?}",
         h.events
     );
@@ -289,8 +381,19 @@ fn sans_io_session_source_reads_no_clock_and_owns_no_socket() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        for banned in ["Instant::now", "SystemTime", "UdpSocket", "tokio", "std::net", "thread::sleep"] {
-            assert!(!text.contains(banned), "{} mentions {banned}", path.display());
+        for banned in [
+            "Instant::now",
+            "SystemTime",
+            "UdpSocket",
+            "tokio",
+            "std::net",
+            "thread::sleep",
+        ] {
+            assert!(
+                !text.contains(banned),
+                "{} mentions {banned}",
+                path.display()
+            );
         }
     }
 }

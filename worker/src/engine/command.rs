@@ -42,7 +42,7 @@ pub struct SessionSnapshot {
 
 /// A request to a media thread.
 #[derive(Debug)]
-pub enum Command {
+pub(super) enum Command {
     /// Take a new session with its bound sockets.
     Create {
         /// Its id.
@@ -102,7 +102,7 @@ pub struct EngineEvent {
 #[derive(Clone, Debug)]
 pub enum EngineEventKind {
     /// It ended by itself (timeout); these are its final figures.
-    Ended(SessionSnapshot),
+    Ended(Box<SessionSnapshot>),
     /// A peer changed its SSRC.
     SsrcChanged,
     /// A peer sent RTCP BYE.

@@ -40,7 +40,7 @@ impl Latch {
         }
         let in_window = now < self.window_ends;
         match self.expected {
-            Some(expected) if expected == source => {
+            Some(expected) if expected == source && self.latched.is_none() => {
                 self.latched = Some(source);
                 true
             }
@@ -82,7 +82,10 @@ mod tests {
         let mut l = Latch::new(t0, Duration::from_secs(3), Some(addr("10.0.0.1:4000")));
         assert!(!l.accept(t0, addr("10.9.9.9:4000")), "foreign IP");
         assert!(l.accept(t0, addr("10.0.0.1:4000")));
-        assert!(!l.accept(t0, addr("10.0.0.1:5000")), "no switch after latching");
+        assert!(
+            !l.accept(t0, addr("10.0.0.1:5000")),
+            "no switch after latching"
+        );
         assert_eq!(l.destination(), Some(addr("10.0.0.1:4000")));
     }
 

@@ -47,7 +47,7 @@ impl CoreFigures {
 
 /// The media thread's own accounting.
 #[derive(Debug)]
-pub struct LoadMeter {
+pub(super) struct LoadMeter {
     window_start: Instant,
     busy: Duration,
     misses: u64,
@@ -59,7 +59,7 @@ pub struct LoadMeter {
 
 impl LoadMeter {
     /// Starts measuring with a calibrated per-session cost (share of a core).
-    pub fn new(now: Instant, calibrated_cost: f64) -> Self {
+    pub(super) fn new(now: Instant, calibrated_cost: f64) -> Self {
         Self {
             window_start: now,
             busy: Duration::ZERO,
@@ -70,18 +70,18 @@ impl LoadMeter {
     }
 
     /// Adds a busy stretch.
-    pub fn busy(&mut self, d: Duration) {
+    pub(super) fn busy(&mut self, d: Duration) {
         self.busy += d;
     }
 
     /// Counts a missed deadline.
-    pub fn miss(&mut self, figures: &CoreFigures) {
+    pub(super) fn miss(&mut self, figures: &CoreFigures) {
         self.misses += 1;
         figures.deadline_misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Closes the window when it is over and publishes the figures.
-    pub fn roll(&mut self, now: Instant, sessions: usize, figures: &CoreFigures) {
+    pub(super) fn roll(&mut self, now: Instant, sessions: usize, figures: &CoreFigures) {
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed < WINDOW {
             return;

@@ -21,9 +21,7 @@ use mio::{Poll, Waker};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::sync::oneshot;
 
-pub use command::{
-    EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot,
-};
+pub use command::{EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot};
 pub use latch::Latch;
 pub use load::{CoreFigures, MISS_TOLERANCE, TARGET_BUSY};
 pub use metrics::{CoreCounters, PROCESSING_BUCKETS};
@@ -57,7 +55,9 @@ pub struct EngineConfig {
 #[non_exhaustive]
 pub enum CreateError {
     /// Every media core is at its measured capacity.
-    #[error("no media core has headroom: {sessions} sessions on {cores} cores at measured capacity {capacity}")]
+    #[error(
+        "no media core has headroom: {sessions} sessions on {cores} cores at measured capacity {capacity}"
+    )]
     NoHeadroom {
         /// Live sessions.
         sessions: u64,
@@ -135,7 +135,11 @@ impl Engine {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let all = core_affinity::get_core_ids().unwrap_or_default();
         let cores: Vec<usize> = if config.cores.is_empty() {
-            if all.is_empty() { vec![0] } else { all.iter().map(|c| c.id).collect() }
+            if all.is_empty() {
+                vec![0]
+            } else {
+                all.iter().map(|c| c.id).collect()
+            }
         } else {
             config.cores.clone()
         };
@@ -235,7 +239,9 @@ impl Engine {
         remote_a: Option<SocketAddr>,
         remote_b: Option<SocketAddr>,
     ) -> Result<Created, CreateError> {
-        config.validate().map_err(|e| CreateError::Invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| CreateError::Invalid(e.to_string()))?;
         let best = self
             .shards
             .iter()
@@ -355,7 +361,9 @@ impl Engine {
         self.shards.get(index)
     }
 
-    fn placement_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, usize>> {
+    fn placement_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, usize>> {
         self.placement.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

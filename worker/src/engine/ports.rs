@@ -117,7 +117,11 @@ impl PortPool {
 
     /// Pairs free to allocate.
     pub fn available(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).free.len()
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .free
+            .len()
     }
 }
 
@@ -133,7 +137,10 @@ mod tests {
         assert_eq!(a.lease.port % 2, 0);
         assert_eq!(a.rtcp.local_addr().unwrap().port(), a.lease.port + 1);
         let held: Vec<_> = (0..3).map(|_| pool.allocate().unwrap()).collect();
-        assert!(matches!(pool.allocate(), Err(PortError::Exhausted { in_use: 4 })));
+        assert!(matches!(
+            pool.allocate(),
+            Err(PortError::Exhausted { in_use: 4 })
+        ));
         drop(held);
         drop(a);
         assert_eq!(pool.in_use(), 0);

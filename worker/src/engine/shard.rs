@@ -29,6 +29,8 @@ use crate::session::{Channel, DropReason, Leg, MAX_DATAGRAM, Session, SessionEve
 pub(super) const WAKER: Token = Token(usize::MAX);
 /// Datagrams per recvmmsg call.
 const BATCH: usize = 8;
+/// Receive buffers for one batch.
+type RecvBufs = [[u8; 1500]; BATCH];
 /// Longest sleep with nothing scheduled: the load window still rolls.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 
@@ -69,7 +71,6 @@ pub(super) struct Shard {
     meter: LoadMeter,
     config: ShardConfig,
     udp: UdpSocketState,
-    recv_bufs: Box<[[u8; 1500]; BATCH]>,
     send_buf: Box<[u8; MAX_DATAGRAM]>,
     live: usize,
 }
@@ -103,7 +104,6 @@ impl Shard {
             meter: LoadMeter::new(Instant::now(), calibrated_cost),
             config,
             udp,
-            recv_bufs: Box::new([[0; 1500]; BATCH]),
             send_buf: Box::new([0; MAX_DATAGRAM]),
             live: 0,
         })
@@ -112,22 +112,25 @@ impl Shard {
     /// Runs until a Shutdown command.
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(256);
+        let mut bufs: Box<RecvBufs> = Box::new([[0; 1500]; BATCH]);
         loop {
             let now = Instant::now();
             let next = self.timers.peek().map(|Reverse((t, _))| *t);
-            let wait = next.map_or(IDLE_TICK, |t| t.saturating_duration_since(now).min(IDLE_TICK));
-            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!(error = %e, "media poll failed; thread stops");
-                    return;
-                }
+            let wait = next.map_or(IDLE_TICK, |t| {
+                t.saturating_duration_since(now).min(IDLE_TICK)
+            });
+            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "media poll failed; thread stops");
+                return;
             }
             let woke = Instant::now();
             for event in events.iter() {
                 if event.token() == WAKER {
                     continue;
                 }
-                self.on_readable(event.token());
+                self.on_readable(event.token(), &mut bufs);
             }
             if !self.drain_commands() {
                 self.shutdown();
@@ -139,7 +142,7 @@ impl Shard {
         }
     }
 
-    fn on_readable(&mut self, token: Token) {
+    fn on_readable(&mut self, token: Token, bufs: &mut RecvBufs) {
         let slot = token.0 >> 2;
         let leg = if token.0 & 2 == 0 { Leg::A } else { Leg::B };
         let channel = if token.0 & 1 == 0 {
@@ -158,8 +161,11 @@ impl Shard {
             };
             let mut metas = [RecvMeta::default(); BATCH];
             let n = {
-                let mut iovs = self.recv_bufs.each_mut().map(|b| IoSliceMut::new(&mut b[..]));
-                match self.udp.recv(UdpSockRef::from(socket), &mut iovs, &mut metas) {
+                let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(&mut b[..]));
+                match self
+                    .udp
+                    .recv(UdpSockRef::from(socket), &mut iovs, &mut metas)
+                {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -171,7 +177,7 @@ impl Shard {
                 }
             };
             let now = Instant::now();
-            for (meta, buf) in metas.iter().zip(self.recv_bufs.iter()).take(n) {
+            for (meta, buf) in metas.iter().zip(bufs.iter()).take(n) {
                 let datagram = &buf[..meta.len.min(buf.len())];
                 self.on_datagram(now, slot, leg, channel, meta.addr, datagram);
             }
@@ -245,7 +251,7 @@ impl Shard {
             self.remove(slot);
             let _ = self.events.send(EngineEvent {
                 id,
-                kind: EngineEventKind::Ended(snapshot),
+                kind: EngineEventKind::Ended(Box::new(snapshot)),
             });
         }
     }
@@ -346,7 +352,13 @@ impl Shard {
                 ntp_now,
                 reply,
             } => {
-                let _ = reply.send(self.create(id, *config, [ports_a, ports_b], [remote_a, remote_b], ntp_now));
+                let _ = reply.send(self.create(
+                    id,
+                    *config,
+                    [ports_a, ports_b],
+                    [remote_a, remote_b],
+                    ntp_now,
+                ));
             }
             Command::Update { id, change, reply } => {
                 let _ = reply.send(self.update(id, *change));
@@ -359,9 +371,7 @@ impl Shard {
                     }
                     // Send the final reports, then take the figures and free the ports.
                     self.transmit(slot);
-                    let snap = self.entries[slot]
-                        .as_ref()
-                        .map(|e| snapshot(&e.session));
+                    let snap = self.entries[slot].as_ref().map(|e| snapshot(&e.session));
                     self.remove(slot);
                     snap
                 });
@@ -436,7 +446,9 @@ impl Shard {
         });
         self.by_id.insert(id, slot);
         self.live += 1;
-        self.figures.sessions.store(self.live as u64, Ordering::Relaxed);
+        self.figures
+            .sessions
+            .store(self.live as u64, Ordering::Relaxed);
         self.reschedule(slot);
         Ok(())
     }
@@ -446,10 +458,10 @@ impl Shard {
         let entry = self.entries[slot].as_mut()?;
         let now = Instant::now();
         let window = self.config.latch_window;
-        if let Some(config) = change.config {
-            if let Err(e) = entry.session.update(config) {
-                return Some(Err(e.to_string()));
-            }
+        if let Some(config) = change.config
+            && let Err(e) = entry.session.update(config)
+        {
+            return Some(Err(e.to_string()));
         }
         for (leg, remote) in [(Leg::A, change.remote_a), (Leg::B, change.remote_b)] {
             if let Some(remote) = remote {
@@ -465,7 +477,11 @@ impl Shard {
         if let Some(mode) = change.mode_b {
             entry.session.set_mode(Leg::B, mode);
         }
-        if entry.legs.iter().all(|l| l.rtp_latch.destination().is_some()) {
+        if entry
+            .legs
+            .iter()
+            .all(|l| l.rtp_latch.destination().is_some())
+        {
             entry.session.answer(now);
         }
         self.reschedule(slot);
@@ -482,7 +498,9 @@ impl Shard {
             self.by_id.remove(&entry.id);
             self.free.push(slot);
             self.live -= 1;
-            self.figures.sessions.store(self.live as u64, Ordering::Relaxed);
+            self.figures
+                .sessions
+                .store(self.live as u64, Ordering::Relaxed);
         }
     }
 

@@ -129,12 +129,13 @@ impl SessionConfig {
         let a = self.leg_a.ptime;
         if a < Duration::from_millis(10)
             || a > Duration::from_millis(60)
-            || a.as_micros() % 5000 != 0
+            || !a.as_micros().is_multiple_of(5000)
         {
             return Err(ConfigError::G711Ptime(a));
         }
         let b = self.leg_b.ptime.as_millis();
-        if !matches!(b, 10 | 20 | 40 | 60) || self.leg_b.ptime.subsec_micros() % 1000 != 0 {
+        if !matches!(b, 10 | 20 | 40 | 60) || !self.leg_b.ptime.subsec_micros().is_multiple_of(1000)
+        {
             return Err(ConfigError::OpusPtime(self.leg_b.ptime));
         }
         if self.leg_b.encoder.sample_rate != SampleRate::Hz8000 {

@@ -43,7 +43,6 @@ struct Current {
     in_ts: u32,
     out_ts: u64,
     event: u8,
-    ended: bool,
 }
 
 pub(crate) struct DtmfRelay {
@@ -71,12 +70,10 @@ impl DtmfRelay {
             Some(c) if c.in_ts == in_ts && c.event == event.event => (c.out_ts, false),
             _ => (start_ts(), true),
         };
-        let ended = event.end;
         self.current = Some(Current {
             in_ts,
             out_ts,
             event: event.event,
-            ended,
         });
         let scaled = self.rescale.apply(u64::from(event.duration));
         // Segments: each carries up to MAX_SEGMENT, the last the rest.
@@ -94,11 +91,6 @@ impl DtmfRelay {
             },
             marker,
         }
-    }
-
-    /// Whether the last event seen has ended (its end packet arrived).
-    pub(crate) fn last_ended(&self) -> Option<(u8, bool)> {
-        self.current.map(|c| (c.event, c.ended))
     }
 }
 
@@ -119,12 +111,21 @@ mod tests {
     fn one_timestamp_per_event_and_rescaled_duration() {
         let mut r = DtmfRelay::new(Rescale::Up6);
         let first = r.relay(8000, ev(5, 160, false), || 1000);
-        assert_eq!((first.ts, first.marker, first.event.duration), (1000, true, 960));
+        assert_eq!(
+            (first.ts, first.marker, first.event.duration),
+            (1000, true, 960)
+        );
         let mid = r.relay(8000, ev(5, 800, false), || panic!("new event"));
-        assert_eq!((mid.ts, mid.marker, mid.event.duration), (1000, false, 4800));
+        assert_eq!(
+            (mid.ts, mid.marker, mid.event.duration),
+            (1000, false, 4800)
+        );
         for _ in 0..3 {
             let end = r.relay(8000, ev(5, 1280, true), || panic!("new event"));
-            assert_eq!((end.ts, end.event.duration, end.event.end), (1000, 7680, true));
+            assert_eq!(
+                (end.ts, end.event.duration, end.event.end),
+                (1000, 7680, true)
+            );
         }
         let next = r.relay(16000, ev(6, 160, false), || 50_000);
         assert_eq!((next.ts, next.marker), (50_000, true));

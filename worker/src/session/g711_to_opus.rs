@@ -41,11 +41,7 @@ pub(crate) struct G711ToOpus {
 }
 
 impl G711ToOpus {
-    pub(crate) fn new(
-        law: Law,
-        encoder: &EncoderConfig,
-        frame: usize,
-    ) -> Result<Self, OpusError> {
+    pub(crate) fn new(law: Law, encoder: &EncoderConfig, frame: usize) -> Result<Self, OpusError> {
         Ok(Self {
             law,
             encoder: OpusEncoder::new(encoder)?,
@@ -87,6 +83,7 @@ impl G711ToOpus {
     }
 
     /// One in-order G.711 packet.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_packet(
         &mut self,
         now: Instant,

@@ -352,7 +352,11 @@ impl Session {
                     retried = true;
                     continue;
                 }
-                Verdict::Overflow => self.core.counters(leg).drops.add(DropReason::ReorderOverflow),
+                Verdict::Overflow => self
+                    .core
+                    .counters(leg)
+                    .drops
+                    .add(DropReason::ReorderOverflow),
                 Verdict::NewStream if !retried => {
                     self.release(now, leg, true);
                     let first = ingress_of(&mut self.ingress_a, &mut self.ingress_b, leg)
@@ -385,7 +389,9 @@ impl Session {
         }
         if leg == Leg::B && self.rtcp_b.peer.reports != before {
             // The loss the Opus peer sees of our stream tunes how much FEC we send.
-            let pct = (self.rtcp_b.peer.fraction_lost * 100.0).ceil().clamp(0.0, 50.0) as u8;
+            let pct = (self.rtcp_b.peer.fraction_lost * 100.0)
+                .ceil()
+                .clamp(0.0, 50.0) as u8;
             let _ = self.core.a_to_b.encoder().set_expected_loss(pct);
         }
     }
@@ -486,8 +492,18 @@ impl Session {
     /// What one leg saw and sent so far.
     pub fn stats(&self, leg: Leg) -> LegStats {
         let (ingress, out, counters, rtcp) = match leg {
-            Leg::A => (&self.ingress_a, &self.core.out_a, &self.core.leg_a, &self.rtcp_a),
-            Leg::B => (&self.ingress_b, &self.core.out_b, &self.core.leg_b, &self.rtcp_b),
+            Leg::A => (
+                &self.ingress_a,
+                &self.core.out_a,
+                &self.core.leg_a,
+                &self.rtcp_a,
+            ),
+            Leg::B => (
+                &self.ingress_b,
+                &self.core.out_b,
+                &self.core.leg_b,
+                &self.rtcp_b,
+            ),
         };
         LegStats {
             packets_in: counters.packets_in,
@@ -619,7 +635,8 @@ impl Core {
         match leg {
             Leg::A => {
                 if self.mode_b.send {
-                    self.a_to_b.flush(now, &mut self.out_b, &mut self.outbox, self.pt_b);
+                    self.a_to_b
+                        .flush(now, &mut self.out_b, &mut self.outbox, self.pt_b);
                 }
                 self.a_to_b.reset_input();
                 self.out_b.marker_pending = true;
@@ -630,7 +647,8 @@ impl Core {
             }
         }
         if !first {
-            self.events.push_back(SessionEvent::SsrcChanged { leg, ssrc });
+            self.events
+                .push_back(SessionEvent::SsrcChanged { leg, ssrc });
         }
     }
 

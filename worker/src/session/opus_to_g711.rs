@@ -141,8 +141,8 @@ impl OpusToG711 {
         in_ts: u32,
         payload: &[u8],
     ) -> Result<(), Rejected> {
-        let samples = opus::packet_samples(payload, SampleRate::Hz8000)
-            .map_err(|_| Rejected::Undecodable)?;
+        let samples =
+            opus::packet_samples(payload, SampleRate::Hz8000).map_err(|_| Rejected::Undecodable)?;
         if samples == 0 || samples > MAX_PACKET {
             return Err(Rejected::Undecodable);
         }
@@ -175,7 +175,10 @@ impl OpusToG711 {
         self.last_input = Some(now);
         self.last_packet = n.max(OPUS_GRANULE);
         let end = ext + n as u64 * OPUS_TICKS_PER_SAMPLE;
-        self.play_ts = Some(self.play_ts.map_or(end, |p| if covered > 0 { p.max(end) } else { end }));
+        self.play_ts = Some(
+            self.play_ts
+                .map_or(end, |p| if covered > 0 { p.max(end) } else { end }),
+        );
         if covered >= n {
             self.skipped_samples += n as u64;
             return Err(Rejected::Late);
@@ -188,7 +191,13 @@ impl OpusToG711 {
     }
 
     /// The playout clock fired: if the input has not delivered a frame, conceal one.
-    pub(crate) fn on_deadline(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
+    pub(crate) fn on_deadline(
+        &mut self,
+        now: Instant,
+        out: &mut RtpOut,
+        outbox: &mut Outbox,
+        pt: u8,
+    ) {
         let Some(deadline) = self.deadline else {
             return;
         };
@@ -245,7 +254,10 @@ impl OpusToG711 {
         if fec > 0 {
             let start = self.fifo.len();
             self.fifo.resize(start + fec, 0);
-            match self.decoder.decode_fec(next_payload, &mut self.fifo[start..]) {
+            match self
+                .decoder
+                .decode_fec(next_payload, &mut self.fifo[start..])
+            {
                 Ok(_) => self.fec_recovered += 1,
                 Err(_) => {
                     let got = self.decoder.conceal(&mut self.fifo[start..]).unwrap_or(0);

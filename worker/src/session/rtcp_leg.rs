@@ -134,7 +134,7 @@ impl RtcpLeg {
                 .wrapping_sub(b.delay_since_last_sr);
             // Units of 1/65536 s; anything above a minute is a clock mix-up, not a path.
             if rtt < 60 << 16 {
-                self.peer.rtt = Some(Duration::from_micros(u64::from(rtt) * 1_000_000 >> 16));
+                self.peer.rtt = Some(Duration::from_micros((u64::from(rtt) * 1_000_000) >> 16));
             }
         }
     }
@@ -172,7 +172,15 @@ impl RtcpLeg {
         }
         self.bye_sent = true;
         let block = self.block(now, ingress);
-        self.send_report(now, clock, out, block, cname, Some(b"session ended"), outbox);
+        self.send_report(
+            now,
+            clock,
+            out,
+            block,
+            cname,
+            Some(b"session ended"),
+            outbox,
+        );
     }
 
     fn block(&self, now: Instant, ingress: &mut Ingress) -> Option<ReportBlock> {

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use bridgepool_codecs::rtp::{HEADER_LEN, RtpHeader};
+use bridgepool_codecs::rtp::RtpHeader;
 
 use super::Leg;
 use super::transmit::{Channel, Outbox};
@@ -84,13 +84,12 @@ impl RtpOut {
         write_payload: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> bool {
         let mut ts = p.ts;
-        if p.duration > 0 {
-            if let Some(end) = self.end_ts {
-                if ts < end {
-                    self.clamped += 1;
-                    ts = end;
-                }
-            }
+        if p.duration > 0
+            && let Some(end) = self.end_ts
+            && ts < end
+        {
+            self.clamped += 1;
+            ts = end;
         }
         let wire_ts = self.initial_ts.wrapping_add((ts & 0xFFFF_FFFF) as u32);
         let header = RtpHeader {
@@ -119,6 +118,3 @@ impl RtpOut {
         queued
     }
 }
-
-/// Room for the RTP header in every outgoing datagram.
-pub(crate) const RTP_HEADER: usize = HEADER_LEN;

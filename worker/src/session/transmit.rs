@@ -101,8 +101,4 @@ impl Outbox {
         self.free.push(slot);
         Some(t)
     }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queued.is_empty()
-    }
 }

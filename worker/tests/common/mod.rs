@@ -1,5 +1,7 @@
 //! Scenario harness: virtual time, peers that speak real RTP, a small netem, and checks on what
 //! comes out of a session.
+// Tests stand outside the session: they may read the clock to get a base instant.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -15,10 +17,16 @@ use bridgepool_worker::session::{
 
 /// The project's speech sample, 8 kHz mono.
 pub fn speech() -> Vec<i16> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/speech/speech_8k.wav");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/speech/speech_8k.wav"
+    );
     let mut reader = hound::WavReader::open(path).expect("speech sample");
     assert_eq!(reader.spec().sample_rate, 8000);
-    reader.samples::<i16>().map(|s| s.expect("sample")).collect()
+    reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect()
 }
 
 /// The speech sample repeated to `seconds`.
@@ -205,7 +213,14 @@ pub struct OpusPeer {
 }
 
 impl OpusPeer {
-    pub fn stream(&self, pt: u8, audio: &[i16], ssrc: u32, first_seq: u16, first_ts: u32) -> Vec<Packet> {
+    pub fn stream(
+        &self,
+        pt: u8,
+        audio: &[i16],
+        ssrc: u32,
+        first_seq: u16,
+        first_ts: u32,
+    ) -> Vec<Packet> {
         let mut enc = OpusEncoder::new(&EncoderConfig {
             sample_rate: SampleRate::Hz8000,
             bitrate: 24_000,
@@ -282,7 +297,10 @@ impl Netem {
             let delay = self.base_delay_ms + (self.next() * self.jitter_ms as f64) as u64;
             out.push((p.send_at + Duration::from_millis(delay), p.bytes.clone()));
             if self.next() < self.duplicate {
-                out.push((p.send_at + Duration::from_millis(delay + 3), p.bytes.clone()));
+                out.push((
+                    p.send_at + Duration::from_millis(delay + 3),
+                    p.bytes.clone(),
+                ));
             }
         }
         out.sort_by_key(|(t, _)| *t);
@@ -390,7 +408,11 @@ pub fn check_stream_rules(sent: &[&Sent], audio_pt: u8) -> Vec<u32> {
             "sequence numbers are continuous"
         );
         let step = p.timestamp().wrapping_sub(last_ts);
-        assert!(step < 1 << 31, "timestamp went backwards: {last_ts} -> {}", p.timestamp());
+        assert!(
+            step < 1 << 31,
+            "timestamp went backwards: {last_ts} -> {}",
+            p.timestamp()
+        );
         if p.payload_type() == audio_pt && step != 0 && !steps.contains(&step) {
             steps.push(step);
         }
@@ -404,7 +426,14 @@ pub fn telephone_event(p: &RtpPacket<'_>) -> TelephoneEvent {
     TelephoneEvent::parse(p.payload()).expect("event payload")
 }
 
-pub fn event_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, e: TelephoneEvent) -> Vec<u8> {
+pub fn event_packet(
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    marker: bool,
+    e: TelephoneEvent,
+) -> Vec<u8> {
     let mut payload = [0u8; 4];
     e.write(&mut payload).expect("event");
     rtp(pt, seq, ts, ssrc, marker, &payload)
