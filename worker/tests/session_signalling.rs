@@ -238,6 +238,9 @@ fn rtcp_reports_on_both_legs_and_rtt_from_peer_reports() {
         })
         .unwrap();
     let mut buf = [0u8; 256];
+    // It arrives 100 ms of path after the peer held it for DLSR.
+    let arrive = h.now + Duration::from_millis(10);
+    let dlsr = arrive - at - Duration::from_millis(100);
     let block = ReportBlock {
         ssrc: h.session.ssrc(Leg::B),
         fraction_lost: 64,
@@ -245,11 +248,10 @@ fn rtcp_reports_on_both_legs_and_rtt_from_peer_reports() {
         highest_seq: 1000,
         jitter: 10,
         last_sr: rtcp::ntp_middle32(ntp),
-        delay_since_last_sr: 1 << 14,
+        delay_since_last_sr: (dlsr.as_secs_f64() * 65_536.0) as u32,
     };
     let n = rtcp::write_receiver_report(&mut buf, 0x77, &[block]).unwrap();
-    // It arrives 0.25 s (DLSR) + 0.1 s (path) after our SR left.
-    h.feed_rtcp(at + Duration::from_millis(350), Leg::B, &buf[..n]);
+    h.feed_rtcp(arrive, Leg::B, &buf[..n]);
     let stats = h.session.stats(Leg::B);
     let rtt = stats.rtt.expect("RTT measured");
     assert!(

@@ -422,7 +422,10 @@ impl Session {
             return;
         }
         self.release(now, Leg::A, false);
-        self.release(now, Leg::B, false);
+        // The G.711 side needs audio now: a packet held behind a gap is more use than waiting,
+        // since it may carry FEC for the missing one.
+        let playout_due = self.core.b_to_a.deadline().is_some_and(|d| d <= now);
+        self.release(now, Leg::B, playout_due);
         if self.core.mode_a.send {
             let c = &mut self.core;
             c.b_to_a

@@ -154,10 +154,12 @@ impl OpusToG711 {
         match self.play_ts {
             Some(play) if ext > play => {
                 let missing = ((ext - play) / OPUS_TICKS_PER_SAMPLE) as usize;
-                if self.pending_lost > 0 && missing <= MAX_CONCEAL {
-                    self.heal(missing, payload);
+                // Loss: FEC or concealment. DTX or a late resume: the rest of the pause, as the
+                // decoder's comfort noise, so the G.711 side keeps real-time pace. Longer gaps
+                // jump: sending them now would only burst.
+                if missing <= MAX_CONCEAL {
+                    self.heal(missing, payload, self.pending_lost > 0);
                 }
-                // Otherwise DTX or a pause: nothing to invent, the clock already filled it.
             }
             Some(play) if ext < play && play - ext < RESTART_BEHIND => {
                 covered = ((play - ext) / OPUS_TICKS_PER_SAMPLE) as usize;
@@ -229,11 +231,11 @@ impl OpusToG711 {
         self.deadline = Some(if next > now { next } else { now + self.ptime });
     }
 
-    /// Fills `missing` samples before `next_payload`: FEC from it for the last lost frame when it
-    /// carries FEC, concealment before that.
-    fn heal(&mut self, missing: usize, next_payload: &[u8]) {
+    /// Fills `missing` samples before `next_payload`: after a loss, FEC from it for the last lost
+    /// frame when it carries FEC; concealment (comfort noise after DTX) for the rest.
+    fn heal(&mut self, missing: usize, next_payload: &[u8], lost: bool) {
         let missing = missing / OPUS_GRANULE * OPUS_GRANULE;
-        let fec = if opus::packet_has_fec(next_payload) {
+        let fec = if lost && opus::packet_has_fec(next_payload) {
             self.last_packet.min(missing)
         } else {
             0

@@ -14,6 +14,8 @@ pub(crate) struct RtpOut {
     next_seq: u16,
     /// Timestamp (in the stream's clock, not wrapped) of the end of the last audio packet sent.
     end_ts: Option<u64>,
+    /// Duration of the last audio packet sent.
+    last_duration: u64,
     last_sent_at: Option<Instant>,
     last_sent_ts: u32,
     initial_ts: u32,
@@ -42,6 +44,7 @@ impl RtpOut {
             ssrc,
             next_seq: initial_seq,
             end_ts: None,
+            last_duration: 0,
             last_sent_at: None,
             last_sent_ts: initial_ts,
             initial_ts,
@@ -56,14 +59,15 @@ impl RtpOut {
         self.ssrc
     }
 
-    /// Where a new input stream's audio starts on our timeline: right after what we sent,
-    /// advanced by the wall time since, so a rebased stream neither overlaps nor rushes.
+    /// Where a new input stream's audio starts on our timeline: right after what we sent, plus
+    /// any wall time beyond when the next packet was due, so a rebased stream neither overlaps
+    /// nor rushes.
     pub(crate) fn rebase_point(&self, now: Instant, clock_rate: u32) -> u64 {
         match (self.end_ts, self.last_sent_at) {
             (Some(end), Some(at)) => {
                 let elapsed = now.saturating_duration_since(at);
                 let units = (elapsed.as_micros() * u128::from(clock_rate) / 1_000_000) as u64;
-                end + units
+                end + units.saturating_sub(self.last_duration)
             }
             _ => 0,
         }
@@ -113,6 +117,7 @@ impl RtpOut {
             self.last_sent_ts = wire_ts;
             if p.duration > 0 {
                 self.end_ts = Some(ts + p.duration);
+                self.last_duration = p.duration;
             }
         }
         queued

@@ -390,8 +390,9 @@ pub fn similarity(reference: &[i16], degraded: &[i16]) -> quality::Similarity {
     quality::align_and_compare(reference, degraded, 8000)
 }
 
-/// The RTP rules every output stream keeps: one SSRC, continuous sequence numbers, timestamps
-/// that never go backwards. Returns the distinct audio timestamp steps seen.
+/// The RTP rules every output stream keeps: one SSRC, continuous sequence numbers, audio
+/// timestamps that never go backwards (an RFC 4733 event keeps its start timestamp, so event
+/// packets may sit behind the audio). Returns the distinct audio timestamp steps seen.
 pub fn check_stream_rules(sent: &[&Sent], audio_pt: u8) -> Vec<u32> {
     assert!(!sent.is_empty(), "no packets sent");
     let first = sent[0].rtp();
@@ -401,6 +402,12 @@ pub fn check_stream_rules(sent: &[&Sent], audio_pt: u8) -> Vec<u32> {
     let mut steps = Vec::new();
     for s in &sent[1..] {
         let p = s.rtp();
+        if p.payload_type() != audio_pt {
+            assert_eq!(p.ssrc(), ssrc, "one SSRC per output stream");
+            assert_eq!(p.sequence_number(), last_seq.wrapping_add(1));
+            last_seq = p.sequence_number();
+            continue;
+        }
         assert_eq!(p.ssrc(), ssrc, "one SSRC per output stream");
         assert_eq!(
             p.sequence_number(),
