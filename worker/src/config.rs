@@ -41,6 +41,9 @@ pub struct WorkerArgs {
     /// Media cores, comma separated (default: every core).
     #[arg(long, env = "BRIDGEPOOL_CORES", default_value = "")]
     pub cores: String,
+    /// Busy share of a media core up to which sessions are admitted (0.05..0.95).
+    #[arg(long, env = "BRIDGEPOOL_ADMISSION_BUSY", default_value = "0.8")]
+    pub admission_busy: String,
     /// Scheduler endpoint to register with; repeat (or comma separate) for every replica.
     #[arg(
         long = "scheduler",
@@ -181,6 +184,15 @@ impl WorkerArgs {
                 );
             }
         }
+        let target_busy = parse::<f64>(&self.admission_busy, "admission-busy", &mut bad);
+        if let Some(b) = target_busy
+            && !(0.01..=0.95).contains(&b)
+        {
+            bad(
+                "admission-busy",
+                format!("{b} is not between 0.01 and 0.95"),
+            );
+        }
         let drain_deadline = duration(&self.drain_deadline, "drain-deadline", &mut bad);
         let session_timeout = duration(&self.session_timeout, "session-timeout", &mut bad);
         let heartbeat_interval = duration(&self.heartbeat_interval, "heartbeat-interval", &mut bad);
@@ -229,6 +241,7 @@ impl WorkerArgs {
             Some(drain_deadline),
             Some(session_timeout),
             Some(heartbeat_interval),
+            Some(target_busy),
         ) = (
             grpc_listen,
             metrics_listen,
@@ -238,6 +251,7 @@ impl WorkerArgs {
             drain_deadline,
             session_timeout,
             heartbeat_interval,
+            target_busy,
         )
         else {
             return Err(errors);
@@ -262,6 +276,7 @@ impl WorkerArgs {
                 port_max,
                 latch_window: Duration::from_secs(3),
                 pin: true,
+                target_busy,
             },
             schedulers: self.schedulers.clone(),
             worker_id,

@@ -22,6 +22,7 @@ fn engine(port_min: u16, port_max: u16) -> Engine {
         port_max,
         latch_window: Duration::from_secs(2),
         pin: false,
+        target_busy: 0.8,
     })
     .expect("engine starts");
     engine

@@ -85,6 +85,13 @@ pub(super) enum Command {
         /// Figures, if the session lives here.
         reply: oneshot::Sender<Option<SessionSnapshot>>,
     },
+    /// Read a session's configuration (to apply a partial change to it).
+    Config {
+        /// Which.
+        id: SessionId,
+        /// The configuration, if the session lives here.
+        reply: oneshot::Sender<Option<Box<SessionConfig>>>,
+    },
     /// Stop the thread (after ending every session).
     Shutdown,
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Busy share of a core we admit sessions up to; the rest absorbs bursts and control work.
+/// Default busy share of a core we admit sessions up to; the rest absorbs bursts and control work.
 pub const TARGET_BUSY: f64 = 0.80;
 /// A timer served this late counts as a missed frame deadline.
 pub const MISS_TOLERANCE: Duration = Duration::from_millis(5);
@@ -55,12 +55,15 @@ pub(super) struct LoadMeter {
     calibrated_cost: f64,
     /// Smoothed live cost per session.
     live_cost: Option<f64>,
+    /// Busy share admission stops at.
+    target_busy: f64,
 }
 
 impl LoadMeter {
     /// Starts measuring with a calibrated per-session cost (share of a core).
-    pub(super) fn new(now: Instant, calibrated_cost: f64) -> Self {
+    pub(super) fn new(now: Instant, calibrated_cost: f64, target_busy: f64) -> Self {
         Self {
+            target_busy,
             window_start: now,
             busy: Duration::ZERO,
             misses: 0,
@@ -101,7 +104,7 @@ impl LoadMeter {
         };
         figures
             .capacity
-            .store((TARGET_BUSY / cost).floor() as u64, Ordering::Relaxed);
+            .store((self.target_busy / cost).floor() as u64, Ordering::Relaxed);
         figures
             .busy_ppm
             .store((busy * 1e6) as u64, Ordering::Relaxed);
@@ -121,7 +124,7 @@ mod tests {
     fn capacity_follows_measured_cost() {
         let t0 = Instant::now();
         let figures = CoreFigures::default();
-        let mut meter = LoadMeter::new(t0, 0.01);
+        let mut meter = LoadMeter::new(t0, 0.01, TARGET_BUSY);
         meter.roll(t0 + WINDOW, 0, &figures);
         assert_eq!(figures.capacity.load(Ordering::Relaxed), 80);
         // 10 sessions keep the core 40 % busy: 4 % each, so 20 fit under 80 %.

@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub latch_window: Duration,
     /// Pin threads (off in tests that start several engines on a small machine).
     pub pin: bool,
+    /// Busy share of a core up to which sessions are admitted (default [`TARGET_BUSY`]).
+    pub target_busy: f64,
 }
 
 /// Why a session could not be created.
@@ -152,7 +154,7 @@ impl Engine {
             let (tx, rx) = channel();
             let figures = Arc::new(CoreFigures::default());
             figures.capacity.store(
-                (TARGET_BUSY / calibrated_cost).floor() as u64,
+                (config.target_busy / calibrated_cost).floor() as u64,
                 Ordering::Relaxed,
             );
             let counters = Arc::new(CoreCounters::default());
@@ -165,6 +167,7 @@ impl Engine {
                 calibrated_cost,
                 ShardConfig {
                     latch_window: config.latch_window,
+                    target_busy: config.target_busy,
                 },
             )?;
             let pin = config.pin;
@@ -329,6 +332,15 @@ impl Engine {
         shard.commands.send(Command::Query { id, reply }).ok()?;
         let _ = shard.waker.wake();
         wait.await.ok().flatten()
+    }
+
+    /// A live session's configuration.
+    pub async fn config_of(&self, id: SessionId) -> Option<SessionConfig> {
+        let shard = self.shard_of(id)?;
+        let (reply, wait) = oneshot::channel();
+        shard.commands.send(Command::Config { id, reply }).ok()?;
+        let _ = shard.waker.wake();
+        wait.await.ok().flatten().map(|c| *c)
     }
 
     /// Live session ids.

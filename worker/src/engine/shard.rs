@@ -56,6 +56,7 @@ struct Entry {
 /// Per-thread configuration.
 pub(super) struct ShardConfig {
     pub(super) latch_window: Duration,
+    pub(super) target_busy: f64,
 }
 
 pub(super) struct Shard {
@@ -101,7 +102,7 @@ impl Shard {
             timers: BinaryHeap::new(),
             figures,
             counters,
-            meter: LoadMeter::new(Instant::now(), calibrated_cost),
+            meter: LoadMeter::new(Instant::now(), calibrated_cost, config.target_busy),
             config,
             udp,
             send_buf: Box::new([0; MAX_DATAGRAM]),
@@ -384,6 +385,14 @@ impl Shard {
                     .and_then(|slot| self.entries[*slot].as_ref())
                     .map(|e| snapshot(&e.session));
                 let _ = reply.send(snap);
+            }
+            Command::Config { id, reply } => {
+                let config = self
+                    .by_id
+                    .get(&id)
+                    .and_then(|slot| self.entries[*slot].as_ref())
+                    .map(|e| Box::new(e.session.config().clone()));
+                let _ = reply.send(config);
             }
             Command::Shutdown => {}
         }

@@ -1,0 +1,284 @@
+//! Runs a whole worker: the media engine, the gRPC service (with health and reflection), the
+//! metrics endpoint, heartbeats to every scheduler, and the drain that ends it all. Used by the
+//! binary and embedded by the loadgen's demo and the tests.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use bridgepool_proto::v1;
+use bridgepool_proto::v1::scheduler_client::SchedulerClient;
+use bridgepool_proto::v1::worker_server::WorkerServer;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Server};
+
+use crate::config::WorkerConfig;
+use crate::drain::Drain;
+use crate::engine::{Engine, EngineEvent, EngineEventKind};
+use crate::service::{WorkerService, WorkerState};
+use crate::session::{EndReason, Timeouts};
+
+/// The worker could not start or failed while serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The media engine did not start.
+    #[error("media engine: {0}")]
+    Engine(#[from] std::io::Error),
+    /// TLS material could not be read or used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// Reflection could not be built.
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+/// Serves until `shutdown` resolves (or a Drain call), then drains: new sessions are refused,
+/// live ones run to their end or the drain deadline. Returns when the last session is gone.
+pub async fn serve(
+    config: WorkerConfig,
+    grpc: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (engine, engine_events) = Engine::start(&config.engine)?;
+    tracing::info!(
+        cores = ?engine.cores().iter().map(|c| c.core).collect::<Vec<_>>(),
+        session_cost = engine.calibrated_cost(),
+        capacity = engine.cores().iter().map(|c| c.capacity).sum::<u64>(),
+        "media engine started"
+    );
+    let timeouts = Timeouts {
+        media: config.session_timeout,
+        one_sided: config.session_timeout * 2,
+        unanswered: config.session_timeout,
+    };
+    let state = Arc::new(WorkerState::new(
+        engine,
+        config.worker_id.clone(),
+        config.grpc_advertise.clone(),
+        timeouts,
+        Drain::new(config.drain_deadline),
+    ));
+    tokio::spawn(pump_events(state.clone(), engine_events));
+    for endpoint in &config.schedulers {
+        tokio::spawn(heartbeat(
+            state.clone(),
+            endpoint.clone(),
+            config.heartbeat_interval,
+        ));
+    }
+    if let Some(listener) = metrics {
+        tokio::spawn(serve_metrics(state.clone(), listener));
+    }
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown signal: draining");
+            state.drain.begin(None);
+            state.counters.draining.store(1, Ordering::Relaxed);
+        });
+    }
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<WorkerServer<WorkerService>>().await;
+    let drained = {
+        let state = state.clone();
+        async move {
+            state.drain.started().await;
+            health
+                .set_not_serving::<WorkerServer<WorkerService>>()
+                .await;
+            wait_drained(&state).await;
+        }
+    };
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(server_tls(tls)?)
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(WorkerServer::new(WorkerService::new(state.clone())))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), drained)
+        .await?;
+    state.engine.shutdown();
+    tracing::info!("drained; worker stops");
+    Ok(())
+}
+
+fn server_tls(
+    tls: &crate::config::TlsFiles,
+) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())))
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}
+
+/// Waits for live sessions to end; at the deadline ends the rest.
+async fn wait_drained(state: &WorkerState) {
+    loop {
+        let live = state.engine.sessions();
+        if live.is_empty() {
+            return;
+        }
+        if state.drain.deadline().is_some_and(|d| Instant::now() >= d) {
+            tracing::warn!(
+                sessions = live.len(),
+                "drain deadline: ending the remaining sessions"
+            );
+            for id in live {
+                if let Some(snapshot) = state.engine.delete(id).await {
+                    let call_id = state.forget(id);
+                    state
+                        .counters
+                        .ended_drain_deadline
+                        .fetch_add(1, Ordering::Relaxed);
+                    let (leg_a, leg_b) = (
+                        crate::convert::leg_stats(&snapshot.leg_a, snapshot.mos_a),
+                        crate::convert::leg_stats(&snapshot.leg_b, snapshot.mos_b),
+                    );
+                    let _ = state.events.send(v1::SessionEvent {
+                        session_id: format!("{}/{id:x}", state.worker_id),
+                        call_id,
+                        kind: v1::EventKind::DrainDeadline as i32,
+                        detail: "the worker's drain deadline passed".to_owned(),
+                        leg_a: Some(leg_a),
+                        leg_b: Some(leg_b),
+                        worker_id: state.worker_id.clone(),
+                    });
+                }
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Turns what media threads report into events for WatchEvents subscribers.
+async fn pump_events(state: Arc<WorkerState>, mut events: UnboundedReceiver<EngineEvent>) {
+    while let Some(event) = events.recv().await {
+        let session_id = format!("{}/{:x}", state.worker_id, event.id);
+        let (kind, detail) = match &event.kind {
+            EngineEventKind::Ended(snapshot) => {
+                let call_id_known = state.forget(event.id);
+                state.counters.ended(snapshot.ended, snapshot);
+                let (kind, detail) = match snapshot.ended {
+                    Some(EndReason::MediaTimeout) => {
+                        (v1::EventKind::SessionTimeout, "no RTP on either leg")
+                    }
+                    Some(EndReason::OneSidedTimeout { .. }) => {
+                        (v1::EventKind::OneSidedTimeout, "no RTP from one leg")
+                    }
+                    Some(EndReason::NeverAnswered) => {
+                        (v1::EventKind::NeverAnswered, "never answered")
+                    }
+                    _ => (v1::EventKind::SessionTimeout, "ended"),
+                };
+                let stats = (
+                    crate::convert::leg_stats(&snapshot.leg_a, snapshot.mos_a),
+                    crate::convert::leg_stats(&snapshot.leg_b, snapshot.mos_b),
+                );
+                tracing::info!(session = %session_id, call_id = %call_id_known, detail, "session ended by itself");
+                let _ = state.events.send(v1::SessionEvent {
+                    session_id,
+                    call_id: call_id_known,
+                    kind: kind as i32,
+                    detail: detail.to_owned(),
+                    leg_a: Some(stats.0),
+                    leg_b: Some(stats.1),
+                    worker_id: state.worker_id.clone(),
+                });
+                continue;
+            }
+            EngineEventKind::SsrcChanged => (v1::EventKind::SsrcChanged, "a peer changed SSRC"),
+            EngineEventKind::RemoteBye => (v1::EventKind::RemoteBye, "a peer sent RTCP BYE"),
+        };
+        let _ = state.events.send(v1::SessionEvent {
+            session_id,
+            call_id: state.call_id(event.id),
+            kind: kind as i32,
+            detail: detail.to_owned(),
+            leg_a: None,
+            leg_b: None,
+            worker_id: state.worker_id.clone(),
+        });
+    }
+}
+
+/// Registers with one scheduler replica and keeps the registration alive.
+async fn heartbeat(state: Arc<WorkerState>, endpoint: String, interval: Duration) {
+    let channel = match Channel::from_shared(endpoint.clone()) {
+        Ok(c) => c
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(1))
+            .connect_lazy(),
+        Err(e) => {
+            tracing::error!(%endpoint, error = %e, "bad scheduler endpoint; no heartbeats to it");
+            return;
+        }
+    };
+    let mut client = SchedulerClient::new(channel);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        let status = v1::WorkerStatus {
+            stats: Some(state.stats()),
+            session_ids: state
+                .engine
+                .sessions()
+                .iter()
+                .map(|id| format!("{id:x}"))
+                .collect(),
+        };
+        match client.heartbeat(status).await {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!(%endpoint, "scheduler reachable again");
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                // Logged once per outage, not every second.
+                failing = true;
+                tracing::warn!(%endpoint, error = %e.message(), "heartbeat failed");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+async fn serve_metrics(state: Arc<WorkerState>, listener: TcpListener) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics endpoint stopped");
+    }
+}
+
+async fn metrics(State(state): State<Arc<WorkerState>>) -> String {
+    crate::metrics::render(&state.engine, &state.counters)
+}

@@ -1,0 +1,380 @@
+//! The Worker gRPC service: the control plane's face. It validates, then hands sessions to the
+//! media engine; it never touches a packet.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bridgepool_proto::v1;
+use bridgepool_proto::v1::worker_server::Worker;
+use tokio::sync::broadcast;
+use tokio_stream::Stream;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::BroadcastStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+
+use crate::convert::{self, Remote};
+use crate::drain::Drain;
+use crate::engine::{CreateError, Engine, SessionChange, SessionId, SessionSnapshot};
+use crate::metrics::ControlCounters;
+use crate::session::{SessionConfig, StreamSeed, Timeouts};
+use crate::telemetry::adopt_remote_parent;
+
+/// State the service, the heartbeats and the drain share.
+pub struct WorkerState {
+    /// The media engine.
+    pub engine: Engine,
+    /// Control-plane counters.
+    pub counters: ControlCounters,
+    /// Drain state.
+    pub drain: Drain,
+    /// This worker's id.
+    pub worker_id: String,
+    /// Endpoint schedulers dial.
+    pub endpoint: String,
+    /// Session silence limits.
+    pub timeouts: Timeouts,
+    /// Call ids of live sessions (control plane only).
+    calls: Mutex<HashMap<SessionId, String>>,
+    /// Session events for WatchEvents subscribers.
+    pub events: broadcast::Sender<v1::SessionEvent>,
+}
+
+impl WorkerState {
+    /// Shared state around a started engine.
+    pub fn new(
+        engine: Engine,
+        worker_id: String,
+        endpoint: String,
+        timeouts: Timeouts,
+        drain: Drain,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            engine,
+            counters: ControlCounters::default(),
+            drain,
+            worker_id,
+            endpoint,
+            timeouts,
+            calls: Mutex::new(HashMap::new()),
+            events,
+        }
+    }
+
+    /// The call id of a live session.
+    pub fn call_id(&self, id: SessionId) -> String {
+        self.calls_lock().get(&id).cloned().unwrap_or_default()
+    }
+
+    /// Forgets a session (it ended).
+    pub fn forget(&self, id: SessionId) -> String {
+        self.engine.forget(id);
+        self.calls_lock().remove(&id).unwrap_or_default()
+    }
+
+    /// The worker's figures, as GetStats and heartbeats report them.
+    pub fn stats(&self) -> v1::WorkerStats {
+        let cores = self.engine.cores();
+        let draining = self.drain.is_draining();
+        v1::WorkerStats {
+            worker_id: self.worker_id.clone(),
+            endpoint: self.endpoint.clone(),
+            capacity_sessions: cores.iter().map(|c| c.capacity).sum(),
+            headroom_sessions: if draining {
+                0
+            } else {
+                cores.iter().map(|c| c.headroom).sum()
+            },
+            live_sessions: self.engine.sessions().len() as u64,
+            draining,
+            cores: cores
+                .iter()
+                .map(|c| v1::CoreStats {
+                    core: c.core as u32,
+                    sessions: c.sessions,
+                    busy: c.busy,
+                    capacity: c.capacity,
+                    headroom: c.headroom,
+                    deadline_misses: c.deadline_misses,
+                })
+                .collect(),
+        }
+    }
+
+    fn calls_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, String>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The tonic service.
+#[derive(Clone)]
+pub struct WorkerService {
+    state: Arc<WorkerState>,
+}
+
+impl WorkerService {
+    /// A service over shared state.
+    pub fn new(state: Arc<WorkerState>) -> Self {
+        Self { state }
+    }
+}
+
+fn parse_id(id: &str) -> Result<SessionId, Status> {
+    // Accept the scheduler's "<worker>/<local>" form as well as the bare local id.
+    let local = id.rsplit('/').next().unwrap_or(id);
+    u64::from_str_radix(local, 16).map_err(|_| {
+        Status::invalid_argument(format!("session id '{id}' is not a bridgepool session id"))
+    })
+}
+
+fn snapshot_to_wire(s: &SessionSnapshot) -> (v1::LegStats, v1::LegStats) {
+    (
+        convert::leg_stats(&s.leg_a, s.mos_a),
+        convert::leg_stats(&s.leg_b, s.mos_b),
+    )
+}
+
+fn seed() -> (StreamSeed, StreamSeed) {
+    // RFC 3550 wants SSRC, sequence and timestamp random; mix the clock with a counter so two
+    // sessions created in the same nanosecond still differ.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0x9E37_79B9);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let mut x = nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    let mut next = || {
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut stream = || {
+        let r = next();
+        StreamSeed {
+            ssrc: (r >> 32) as u32,
+            sequence: (r >> 16) as u16,
+            timestamp: r as u32,
+        }
+    };
+    (stream(), stream())
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::SessionEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    async fn create_session(
+        &self,
+        request: Request<v1::CreateSessionRequest>,
+    ) -> Result<Response<v1::CreateSessionResponse>, Status> {
+        let span = tracing::info_span!("create_session", call_id = %request.get_ref().call_id);
+        adopt_remote_parent(&span, request.metadata());
+        let state = self.state.clone();
+        async move {
+            let req = request.into_inner();
+            if state.drain.is_draining() {
+                state.counters.refused_draining.fetch_add(1, Ordering::Relaxed);
+                return Err(Status::unavailable(format!(
+                    "worker {} is draining: place the call elsewhere",
+                    state.worker_id
+                )));
+            }
+            let a = req
+                .leg_a
+                .as_ref()
+                .ok_or_else(|| Status::invalid_argument("leg_a (the G.711 leg) is required"))?;
+            let b = req
+                .leg_b
+                .as_ref()
+                .ok_or_else(|| Status::invalid_argument("leg_b (the Opus leg) is required"))?;
+            let leg_a = convert::g711_leg(a).map_err(Status::invalid_argument)?;
+            let leg_b = convert::opus_leg(b).map_err(Status::invalid_argument)?;
+            let remote_a = convert::remote(a.remote.as_ref(), "leg_a").map_err(Status::invalid_argument)?;
+            let remote_b = convert::remote(b.remote.as_ref(), "leg_b").map_err(Status::invalid_argument)?;
+            let (seed_a, seed_b) = seed();
+            let mut config = SessionConfig::new(leg_a.law, seed_a, seed_b);
+            config.leg_a = leg_a;
+            config.leg_b = leg_b;
+            config.timeouts = state.timeouts;
+            config.cname = format!("bridgepool@{}", state.worker_id);
+            config.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let created = match state.engine.create(config, remote_a.addr(), remote_b.addr()).await {
+                Ok(c) => c,
+                Err(e @ CreateError::NoHeadroom { .. }) => {
+                    state.counters.refused_capacity.fetch_add(1, Ordering::Relaxed);
+                    return Err(Status::resource_exhausted(e.to_string()));
+                }
+                Err(e @ CreateError::Ports(_)) => {
+                    state.counters.refused_ports.fetch_add(1, Ordering::Relaxed);
+                    return Err(Status::resource_exhausted(e.to_string()));
+                }
+                Err(CreateError::Invalid(e)) => return Err(Status::invalid_argument(e)),
+                Err(e) => return Err(Status::unavailable(e.to_string())),
+            };
+            state.counters.created.fetch_add(1, Ordering::Relaxed);
+            state.calls_lock().insert(created.id, req.call_id.clone());
+            // Directions and hold apply at once.
+            let change = SessionChange {
+                mode_a: Some(convert::mode(a.direction, remote_a)),
+                mode_b: Some(convert::mode(b.direction, remote_b)),
+                ..SessionChange::default()
+            };
+            let _ = state.engine.update(created.id, change).await;
+            tracing::info!(session = %format!("{:x}", created.id), core = created.core, "session created");
+            let address = |a: std::net::SocketAddr| v1::MediaAddress {
+                ip: a.ip().to_string(),
+                port: u32::from(a.port()),
+            };
+            Ok(Response::new(v1::CreateSessionResponse {
+                session_id: format!("{:x}", created.id),
+                leg_a_local: Some(address(created.local_a)),
+                leg_b_local: Some(address(created.local_b)),
+                core: created.core as u32,
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<v1::UpdateSessionRequest>,
+    ) -> Result<Response<v1::UpdateSessionResponse>, Status> {
+        let span = tracing::info_span!("update_session", session = %request.get_ref().session_id);
+        adopt_remote_parent(&span, request.metadata());
+        let state = self.state.clone();
+        async move {
+            let req = request.into_inner();
+            let id = parse_id(&req.session_id)?;
+            let mut change = SessionChange::default();
+            let current = state.engine.config_of(id).await;
+            let Some(mut config) = current else {
+                return Err(Status::not_found(format!("no session {}", req.session_id)));
+            };
+            let mut config_changed = false;
+            if let Some(a) = &req.leg_a {
+                let remote = convert::remote(a.remote.as_ref(), "leg_a")
+                    .map_err(Status::invalid_argument)?;
+                if a.law != 0 {
+                    config.leg_a = convert::g711_leg(a).map_err(Status::invalid_argument)?;
+                    config_changed = true;
+                }
+                if remote != Remote::Unknown {
+                    change.remote_a = Some(remote.addr());
+                }
+                change.mode_a = Some(convert::mode(a.direction, remote));
+            }
+            if let Some(b) = &req.leg_b {
+                let remote = convert::remote(b.remote.as_ref(), "leg_b")
+                    .map_err(Status::invalid_argument)?;
+                if b.payload_type != 0 {
+                    config.leg_b = convert::opus_leg(b).map_err(Status::invalid_argument)?;
+                    config_changed = true;
+                }
+                if remote != Remote::Unknown {
+                    change.remote_b = Some(remote.addr());
+                }
+                change.mode_b = Some(convert::mode(b.direction, remote));
+            }
+            if config_changed {
+                config
+                    .validate()
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                change.config = Some(config);
+            }
+            match state.engine.update(id, change).await {
+                Some(Ok(())) => Ok(Response::new(v1::UpdateSessionResponse {})),
+                Some(Err(e)) => Err(Status::invalid_argument(e)),
+                None => Err(Status::not_found(format!("no session {}", req.session_id))),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn delete_session(
+        &self,
+        request: Request<v1::DeleteSessionRequest>,
+    ) -> Result<Response<v1::DeleteSessionResponse>, Status> {
+        let span = tracing::info_span!("delete_session", session = %request.get_ref().session_id);
+        adopt_remote_parent(&span, request.metadata());
+        let state = self.state.clone();
+        async move {
+            let id = parse_id(&request.get_ref().session_id)?;
+            match state.engine.delete(id).await {
+                Some(snapshot) => {
+                    state.forget(id);
+                    state.counters.ended(snapshot.ended, &snapshot);
+                    let (leg_a, leg_b) = snapshot_to_wire(&snapshot);
+                    Ok(Response::new(v1::DeleteSessionResponse {
+                        already_deleted: false,
+                        leg_a: Some(leg_a),
+                        leg_b: Some(leg_b),
+                    }))
+                }
+                None => Ok(Response::new(v1::DeleteSessionResponse {
+                    already_deleted: true,
+                    leg_a: None,
+                    leg_b: None,
+                })),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<v1::GetSessionRequest>,
+    ) -> Result<Response<v1::GetSessionResponse>, Status> {
+        let id = parse_id(&request.get_ref().session_id)?;
+        let snapshot = self.state.engine.query(id).await.ok_or_else(|| {
+            Status::not_found(format!("no session {}", request.get_ref().session_id))
+        })?;
+        let (leg_a, leg_b) = snapshot_to_wire(&snapshot);
+        Ok(Response::new(v1::GetSessionResponse {
+            leg_a: Some(leg_a),
+            leg_b: Some(leg_b),
+            call_id: self.state.call_id(id),
+        }))
+    }
+
+    async fn get_stats(
+        &self,
+        _request: Request<v1::GetStatsRequest>,
+    ) -> Result<Response<v1::WorkerStats>, Status> {
+        Ok(Response::new(self.state.stats()))
+    }
+
+    async fn drain(
+        &self,
+        request: Request<v1::DrainRequest>,
+    ) -> Result<Response<v1::DrainResponse>, Status> {
+        let seconds = request.get_ref().deadline_seconds;
+        let deadline = (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)));
+        self.state.drain.begin(deadline);
+        self.state.counters.draining.store(1, Ordering::Relaxed);
+        tracing::info!(live = self.state.engine.sessions().len(), "drain requested");
+        Ok(Response::new(v1::DrainResponse {
+            live_sessions: self.state.engine.sessions().len() as u64,
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _request: Request<v1::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let stream =
+            BroadcastStream::new(self.state.events.subscribe()).filter_map(|e| e.ok().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
