@@ -1,0 +1,84 @@
+//! A whole session, both directions, per 20 ms frame: one PCMU packet in on leg A (decode,
+//! Opus encode at 8 kHz, packetize toward B) and one Opus packet in on leg B (decode to 8 kHz,
+//! G.711 encode, packetize toward A), at Opus complexity 0, 5 and 10. The media engine's work per
+//! call minus the sockets; compare with the codec-only sum in docs/performance.md.
+#![allow(clippy::disallowed_methods)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bridgepool_codecs::g711::Law;
+use bridgepool_codecs::opus::{EncoderConfig, OpusEncoder};
+use bridgepool_codecs::rtp::RtpHeader;
+use bridgepool_worker::session::{Channel, Leg, MAX_DATAGRAM, Session, SessionConfig, StreamSeed};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn speech() -> Vec<i16> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/speech/speech_8k.wav");
+    let mut r = hound::WavReader::open(path).expect("speech sample");
+    r.samples::<i16>().take(80_000).map(|s| s.expect("sample")).collect()
+}
+
+fn packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 12 + payload.len()];
+    RtpHeader {
+        marker: false,
+        payload_type: pt,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc: 7,
+    }
+    .write(&mut p)
+    .expect("header");
+    p[12..].copy_from_slice(payload);
+    p
+}
+
+fn bench(c: &mut Criterion) {
+    let pcm = speech();
+    let mut opus_peer = OpusEncoder::new(&EncoderConfig::default()).expect("encoder");
+    let mut buf = [0u8; 1500];
+    let (mut a_payloads, mut b_payloads) = (Vec::new(), Vec::new());
+    for frame in pcm.chunks_exact(160) {
+        let mut g = vec![0u8; 160];
+        Law::Ulaw.encode(frame, &mut g);
+        a_payloads.push(g);
+        let n = opus_peer.encode(frame, &mut buf).expect("encode");
+        b_payloads.push(buf[..n].to_vec());
+    }
+    let seed = StreamSeed {
+        ssrc: 1,
+        sequence: 1,
+        timestamp: 1,
+    };
+    for complexity in [0u8, 5, 10] {
+        let mut config = SessionConfig::new(Law::Ulaw, seed, seed);
+        config.leg_b.encoder.complexity = complexity;
+        let t0 = Instant::now();
+        let mut session = Session::new(config, t0).expect("session");
+        session.answer(t0);
+        let mut out = [0u8; MAX_DATAGRAM];
+        let mut n: u64 = 0;
+        c.bench_function(&format!("session/frame_both_ways/c{complexity}"), |b| {
+            b.iter(|| {
+                let i = (n as usize) % a_payloads.len();
+                let now = t0 + Duration::from_millis(20 * n);
+                let seq = n as u16;
+                let pa = packet(0, seq, (n * 160) as u32, &a_payloads[i]);
+                let pb = packet(111, seq, (n * 960) as u32, &b_payloads[i]);
+                session.handle_datagram(now, Leg::A, Channel::Rtp, black_box(&pa));
+                session.handle_datagram(now, Leg::B, Channel::Rtp, black_box(&pb));
+                if session.poll_timeout().is_some_and(|t| t <= now) {
+                    session.handle_timeout(now);
+                }
+                while let Some(t) = session.poll_transmit(&mut out) {
+                    black_box(t);
+                }
+                n += 1;
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
