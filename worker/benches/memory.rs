@@ -51,7 +51,11 @@ fn main() {
         let mut locals = Vec::new();
         for _ in 0..SESSIONS {
             let created = engine
-                .create(SessionConfig::new(Law::Ulaw, seed, seed), Some(peer.local_addr().expect("addr")), None)
+                .create(
+                    SessionConfig::new(Law::Ulaw, seed, seed),
+                    Some(peer.local_addr().expect("addr")),
+                    None,
+                )
                 .await
                 .expect("create");
             locals.push(created.local_a);

@@ -15,9 +15,15 @@ use bridgepool_worker::session::{Channel, Leg, MAX_DATAGRAM, Session, SessionCon
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn speech() -> Vec<i16> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/speech/speech_8k.wav");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/speech/speech_8k.wav"
+    );
     let mut r = hound::WavReader::open(path).expect("speech sample");
-    r.samples::<i16>().take(80_000).map(|s| s.expect("sample")).collect()
+    r.samples::<i16>()
+        .take(80_000)
+        .map(|s| s.expect("sample"))
+        .collect()
 }
 
 fn packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
@@ -65,8 +71,14 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let i = n % a_payloads.len();
                 Law::Ulaw.decode(black_box(&a_payloads[i]), &mut linear[..160]);
-                black_box(encoder.encode(&linear[..160], &mut opus_out).expect("encode"));
-                let k = decoder.decode(black_box(&b_payloads[i]), &mut linear).expect("decode");
+                black_box(
+                    encoder
+                        .encode(&linear[..160], &mut opus_out)
+                        .expect("encode"),
+                );
+                let k = decoder
+                    .decode(black_box(&b_payloads[i]), &mut linear)
+                    .expect("decode");
                 Law::Ulaw.encode(&linear[..k], &mut g711_out);
                 black_box(&g711_out);
                 n += 1;
