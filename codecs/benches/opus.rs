@@ -10,10 +10,16 @@ use bridgepool_codecs::resample::resample_all;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn speech() -> Vec<i16> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/speech/speech_8k.wav");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/speech/speech_8k.wav"
+    );
     let mut r = hound::WavReader::open(path).expect("speech sample");
     // Ten seconds of speech: frames cycle so the encoder sees varied audio.
-    r.samples::<i16>().take(80_000).map(|s| s.expect("sample")).collect()
+    r.samples::<i16>()
+        .take(80_000)
+        .map(|s| s.expect("sample"))
+        .collect()
 }
 
 fn encoder(rate: SampleRate, complexity: u8) -> OpusEncoder {
@@ -46,7 +52,10 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("opus/encode_48k_upsampled/c{complexity}"), |b| {
             b.iter(|| {
                 i = (i + 1) % frames48.len();
-                black_box(enc.encode(black_box(frames48[i]), &mut out).expect("encode"))
+                black_box(
+                    enc.encode(black_box(frames48[i]), &mut out)
+                        .expect("encode"),
+                )
             })
         });
     }
@@ -69,14 +78,20 @@ fn bench(c: &mut Criterion) {
     c.bench_function("opus/decode_8k", |b| {
         b.iter(|| {
             i = (i + 1) % packets.len();
-            black_box(dec.decode(black_box(&packets[i]), &mut pcm).expect("decode"))
+            black_box(
+                dec.decode(black_box(&packets[i]), &mut pcm)
+                    .expect("decode"),
+            )
         })
     });
     let mut i = 0;
     c.bench_function("opus/decode_fec_8k", |b| {
         b.iter(|| {
             i = (i + 1) % packets.len();
-            black_box(dec.decode_fec(black_box(&packets[i]), &mut pcm[..160]).expect("fec"))
+            black_box(
+                dec.decode_fec(black_box(&packets[i]), &mut pcm[..160])
+                    .expect("fec"),
+            )
         })
     });
     c.bench_function("opus/conceal_8k", |b| {
