@@ -1,6 +1,9 @@
 //! bridgepool.v1: the Scheduler and Worker gRPC services, generated from `proto/` by tonic and
-//! prost at build time. See the `.proto` files for the meaning of every field and the error
-//! codes each call uses.
+//! prost at build time (see the `.proto` files for the meaning of every field and the error codes
+//! each call uses), and the gRPC plumbing both services share: [`telemetry`] (logs, OTLP traces,
+//! trace context in metadata).
+
+pub mod telemetry;
 
 /// Generated code for package `bridgepool.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub)]

@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod session;
-pub mod telemetry;
 
 /// A base instant for unit tests of the sans-IO session, which may not read the clock itself.
 #[cfg(test)]

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use bridgepool_proto::telemetry;
 use bridgepool_worker::config::WorkerArgs;
-use bridgepool_worker::{server, telemetry};
+use bridgepool_worker::server;
 
 fn main() -> ExitCode {
     let args = WorkerArgs::parse();

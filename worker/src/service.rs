@@ -21,7 +21,7 @@ use crate::drain::Drain;
 use crate::engine::{CreateError, Engine, SessionChange, SessionId, SessionSnapshot};
 use crate::metrics::ControlCounters;
 use crate::session::{SessionConfig, StreamSeed, Timeouts};
-use crate::telemetry::adopt_remote_parent;
+use bridgepool_proto::telemetry::adopt_remote_parent;
 
 /// State the service, the heartbeats and the drain share.
 pub struct WorkerState {

@@ -1,8 +1,9 @@
-//! Logs and traces: `tracing` to stderr, and, when an OTLP endpoint is configured, spans exported
-//! over OTLP/gRPC. Trace context arrives in gRPC metadata (W3C `traceparent`), so a worker's
-//! CreateSession span joins the scheduler's Allocate trace.
+//! Logs and traces for both services: `tracing` to stderr, and, when an OTLP endpoint is
+//! configured, spans exported over OTLP/gRPC. Trace context travels in gRPC metadata (W3C
+//! `traceparent`): the scheduler injects it into its calls to workers, a worker adopts it, so a
+//! worker's create_session span joins the scheduler's allocate trace.
 
-use opentelemetry::propagation::Extractor;
+use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -85,4 +86,26 @@ pub fn adopt_remote_parent(span: &tracing::Span, metadata: &tonic::metadata::Met
     let parent =
         opentelemetry::global::get_text_map_propagator(|p| p.extract(&MetadataExtractor(metadata)));
     let _ = span.set_parent(parent);
+}
+
+/// Writes W3C trace context into gRPC metadata.
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// Puts the current span's trace context into an outgoing request's metadata.
+pub fn inject_context(span: &tracing::Span, metadata: &mut tonic::metadata::MetadataMap) {
+    let cx = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut MetadataInjector(metadata));
+    });
 }
