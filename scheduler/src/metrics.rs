@@ -1,0 +1,163 @@
+//! The scheduler's Prometheus metrics (names in docs/architecture.md), rendered in the text
+//! exposition format from atomics.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::registry::{Registry, WorkerState};
+
+/// Allocate latency bucket bounds, seconds.
+pub const LATENCY_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
+];
+
+/// Allocation outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered.
+    Ok,
+    /// No worker had headroom.
+    Refused,
+    /// Offers we cannot bridge.
+    Invalid,
+    /// Workers failed.
+    Error,
+}
+
+const OUTCOMES: [(&str, Outcome); 4] = [
+    ("ok", Outcome::Ok),
+    ("refused", Outcome::Refused),
+    ("invalid", Outcome::Invalid),
+    ("error", Outcome::Error),
+];
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// [passthrough, transcode] x outcomes.
+    allocations: [[AtomicU64; 4]; 2],
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one Allocate.
+    pub fn allocation(&self, transcode: bool, outcome: Outcome, took: Duration) {
+        let o = OUTCOMES
+            .iter()
+            .position(|(_, x)| *x == outcome)
+            .unwrap_or(3);
+        self.allocations[usize::from(transcode)][o].fetch_add(1, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let b = LATENCY_BUCKETS
+            .iter()
+            .position(|x| secs <= *x)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency_buckets[b].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Text exposition, with the pool figures from the registry.
+    pub fn render(&self, registry: &Registry) -> String {
+        let mut out = String::with_capacity(4096);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(
+            &mut out,
+            "bridgepool_scheduler_allocations_total",
+            "counter",
+            "Allocate calls by decision and outcome.",
+        );
+        for (d, decision) in ["passthrough", "transcode"].iter().enumerate() {
+            for (o, (outcome, _)) in OUTCOMES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "bridgepool_scheduler_allocations_total{{decision=\"{decision}\",outcome=\"{outcome}\"}} {}",
+                    load(&self.allocations[d][o])
+                );
+            }
+        }
+        let name = "bridgepool_scheduler_allocate_duration_seconds";
+        head(&mut out, name, "histogram", "Allocate latency.");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += load(&self.latency_buckets[i]);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += load(&self.latency_buckets[LATENCY_BUCKETS.len()]);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            load(&self.latency_sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {cumulative}");
+
+        let (mut capacity, mut sessions) = (0u64, 0u64);
+        let mut states = [0u64; 3];
+        for (_, w) in registry.iter() {
+            let i = match w.state {
+                WorkerState::Ready => 0,
+                WorkerState::Draining => 1,
+                WorkerState::Lost => 2,
+            };
+            states[i] += 1;
+            if w.state == WorkerState::Ready {
+                capacity += w.stats.capacity_sessions;
+            }
+            if w.state != WorkerState::Lost {
+                sessions += w.stats.live_sessions;
+            }
+        }
+        head(
+            &mut out,
+            "bridgepool_scheduler_pool_capacity_sessions",
+            "gauge",
+            "Measured capacity of ready workers.",
+        );
+        let _ = writeln!(
+            out,
+            "bridgepool_scheduler_pool_capacity_sessions {capacity}"
+        );
+        head(
+            &mut out,
+            "bridgepool_scheduler_pool_sessions",
+            "gauge",
+            "Live sessions on the pool.",
+        );
+        let _ = writeln!(out, "bridgepool_scheduler_pool_sessions {sessions}");
+        head(
+            &mut out,
+            "bridgepool_scheduler_pool_utilization",
+            "gauge",
+            "pool_sessions / pool_capacity: the autoscaling signal.",
+        );
+        let utilization = if capacity == 0 {
+            0.0
+        } else {
+            sessions as f64 / capacity as f64
+        };
+        let _ = writeln!(
+            out,
+            "bridgepool_scheduler_pool_utilization {utilization:.4}"
+        );
+        head(
+            &mut out,
+            "bridgepool_scheduler_workers",
+            "gauge",
+            "Workers by state.",
+        );
+        for (i, state) in ["ready", "draining", "lost"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "bridgepool_scheduler_workers{{state=\"{state}\"}} {}",
+                states[i]
+            );
+        }
+        out
+    }
+}
