@@ -1,0 +1,205 @@
+//! Allocate + Release throughput and latency against a real scheduler process, with a simulated
+//! fleet of 100 workers: in-process gRPC Worker servers that register by heartbeat and answer
+//! CreateSession / DeleteSession at once (the scheduler's cost is what is measured, not media).
+//!
+//! Run (scheduler pinned to core 0, this process to core 1):
+//!   cargo build --release -p bridgepool-scheduler
+//!   taskset -c 0 target/release/bridgepool-scheduler --grpc-listen 127.0.0.1:50151 \
+//!       --metrics-listen 127.0.0.1:9191 --log warn &
+//!   taskset -c 1 cargo bench -p bridgepool-scheduler --bench allocate -- 127.0.0.1:50151
+#![allow(clippy::disallowed_methods)]
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bridgepool_proto::v1;
+use bridgepool_proto::v1::scheduler_client::SchedulerClient;
+use bridgepool_proto::v1::worker_server::{Worker, WorkerServer};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+const WORKERS: usize = 100;
+const CALLS: usize = 20_000;
+const CONCURRENCY: usize = 64;
+
+#[derive(Default)]
+struct FakeWorker {
+    next: AtomicU64,
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<v1::SessionEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Worker for FakeWorker {
+    async fn create_session(
+        &self,
+        _r: Request<v1::CreateSessionRequest>,
+    ) -> Result<Response<v1::CreateSessionResponse>, Status> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let local = Some(v1::MediaAddress {
+            ip: "127.0.0.1".into(),
+            port: 30_000,
+        });
+        Ok(Response::new(v1::CreateSessionResponse {
+            session_id: format!("{id:x}"),
+            leg_a_local: local.clone(),
+            leg_b_local: local,
+            core: 0,
+        }))
+    }
+    async fn update_session(
+        &self,
+        _r: Request<v1::UpdateSessionRequest>,
+    ) -> Result<Response<v1::UpdateSessionResponse>, Status> {
+        Ok(Response::new(v1::UpdateSessionResponse {}))
+    }
+    async fn delete_session(
+        &self,
+        _r: Request<v1::DeleteSessionRequest>,
+    ) -> Result<Response<v1::DeleteSessionResponse>, Status> {
+        Ok(Response::new(v1::DeleteSessionResponse::default()))
+    }
+    async fn get_session(
+        &self,
+        _r: Request<v1::GetSessionRequest>,
+    ) -> Result<Response<v1::GetSessionResponse>, Status> {
+        Ok(Response::new(v1::GetSessionResponse::default()))
+    }
+    async fn get_stats(
+        &self,
+        _r: Request<v1::GetStatsRequest>,
+    ) -> Result<Response<v1::WorkerStats>, Status> {
+        Ok(Response::new(v1::WorkerStats::default()))
+    }
+    async fn drain(
+        &self,
+        _r: Request<v1::DrainRequest>,
+    ) -> Result<Response<v1::DrainResponse>, Status> {
+        Ok(Response::new(v1::DrainResponse::default()))
+    }
+    type WatchEventsStream = Events;
+    async fn watch_events(
+        &self,
+        _r: Request<v1::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        Ok(Response::new(Box::pin(tokio_stream::pending())))
+    }
+}
+
+fn codec(name: &str, rate: u32, pt: u32) -> v1::Codec {
+    v1::Codec {
+        name: name.into(),
+        clock_rate: rate,
+        channels: 1,
+        payload_type: pt,
+        fmtp: Default::default(),
+        ptime_ms: 20,
+    }
+}
+
+fn main() {
+    let target: SocketAddr = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "127.0.0.1:50151".into())
+        .parse()
+        .expect("scheduler address");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        // The fleet: 100 gRPC servers that heartbeat every second.
+        for i in 0..WORKERS {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(WorkerServer::new(FakeWorker::default()))
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+            tokio::spawn(async move {
+                let mut client = loop {
+                    match SchedulerClient::connect(format!("http://{target}")).await {
+                        Ok(c) => break c,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                };
+                loop {
+                    let status = v1::WorkerStatus {
+                        stats: Some(v1::WorkerStats {
+                            worker_id: format!("sim-{i}"),
+                            endpoint: format!("http://{addr}"),
+                            capacity_sessions: 1_000_000,
+                            headroom_sessions: 1_000_000,
+                            ..Default::default()
+                        }),
+                        session_ids: vec![],
+                    };
+                    let _ = client.heartbeat(status).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let client = SchedulerClient::connect(format!("http://{target}")).await.expect("scheduler");
+        let registered = client
+            .clone()
+            .list_workers(v1::ListWorkersRequest {})
+            .await
+            .expect("list")
+            .into_inner()
+            .workers
+            .len();
+        let request = v1::AllocateRequest {
+            call_id: String::new(),
+            leg_a: Some(v1::LegOffer {
+                codecs: vec![codec("PCMU", 8000, 0)],
+                ..Default::default()
+            }),
+            leg_b: Some(v1::LegOffer {
+                codecs: vec![codec("opus", 48_000, 111)],
+                ..Default::default()
+            }),
+        };
+        let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(CALLS)));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..CONCURRENCY {
+            let mut client = client.clone();
+            let request = request.clone();
+            let latencies = latencies.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in (t..CALLS).step_by(CONCURRENCY) {
+                    let mut r = request.clone();
+                    r.call_id = format!("bench-{n}");
+                    let t0 = Instant::now();
+                    let a = client.allocate(r).await.expect("allocate").into_inner();
+                    client
+                        .release(v1::ReleaseRequest { session_id: a.session_id })
+                        .await
+                        .expect("release");
+                    latencies.lock().expect("lock").push(t0.elapsed());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let took = started.elapsed();
+        let mut l = latencies.lock().expect("lock").clone();
+        l.sort();
+        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+        println!(
+            "allocate+release: {CALLS} calls, {registered} workers, concurrency {CONCURRENCY}: {:.0} calls/s, latency p50 {:?} p99 {:?} max {:?}",
+            CALLS as f64 / took.as_secs_f64(),
+            pct(0.50),
+            pct(0.99),
+            l[l.len() - 1]
+        );
+    });
+}
