@@ -6,7 +6,11 @@
 //!   cargo build --release -p bridgepool-scheduler
 //!   taskset -c 0 target/release/bridgepool-scheduler --grpc-listen 127.0.0.1:50151 \
 //!       --metrics-listen 127.0.0.1:9191 --log warn &
-//!   taskset -c 1 cargo bench -p bridgepool-scheduler --bench allocate -- 127.0.0.1:50151
+//!   taskset -c 1 cargo bench -p bridgepool-scheduler --bench allocate -- 127.0.0.1:50151 5000
+//!
+//! Open loop: call n starts at n / rate seconds (default 5,000 calls per second), so latency is
+//! measured at the offered rate, not inflated by a closed loop's own queue. Then a closed loop
+//! with 64 in flight finds the ceiling.
 #![allow(clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
@@ -24,6 +28,8 @@ use tonic::{Request, Response, Status};
 const WORKERS: usize = 100;
 const CALLS: usize = 20_000;
 const CONCURRENCY: usize = 64;
+/// Open-loop senders (each paced; enough that a slow answer does not delay the next start).
+const SENDERS: usize = 32;
 
 #[derive(Default)]
 struct FakeWorker {
@@ -101,12 +107,16 @@ fn codec(name: &str, rate: u32, pt: u32) -> v1::Codec {
 }
 
 fn main() {
-    let target: SocketAddr = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_else(|| "127.0.0.1:50151".into())
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let target: SocketAddr = args
+        .first()
+        .map_or("127.0.0.1:50151", String::as_str)
         .parse()
         .expect("scheduler address");
+    let rate: f64 = args.get(1).map_or(5000.0, |r| r.parse().expect("rate"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -166,40 +176,66 @@ fn main() {
                 ..Default::default()
             }),
         };
-        let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(CALLS)));
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for t in 0..CONCURRENCY {
-            let mut client = client.clone();
-            let request = request.clone();
-            let latencies = latencies.clone();
-            tasks.push(tokio::spawn(async move {
-                for n in (t..CALLS).step_by(CONCURRENCY) {
-                    let mut r = request.clone();
-                    r.call_id = format!("bench-{n}");
-                    let t0 = Instant::now();
-                    let a = client.allocate(r).await.expect("allocate").into_inner();
-                    client
-                        .release(v1::ReleaseRequest { session_id: a.session_id })
-                        .await
-                        .expect("release");
-                    latencies.lock().expect("lock").push(t0.elapsed());
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.expect("task");
-        }
-        let took = started.elapsed();
-        let mut l = latencies.lock().expect("lock").clone();
-        l.sort();
-        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+        let open = run(&client, &request, CALLS, SENDERS, Some(rate)).await;
         println!(
-            "allocate+release: {CALLS} calls, {registered} workers, concurrency {CONCURRENCY}: {:.0} calls/s, latency p50 {:?} p99 {:?} max {:?}",
-            CALLS as f64 / took.as_secs_f64(),
-            pct(0.50),
-            pct(0.99),
-            l[l.len() - 1]
+            "allocate+release open loop at {rate:.0}/s: {CALLS} calls, {registered} workers: achieved {:.0} calls/s, latency p50 {:?} p99 {:?} max {:?}",
+            open.0, open.1, open.2, open.3
+        );
+        let closed = run(&client, &request, CALLS, CONCURRENCY, None).await;
+        println!(
+            "allocate+release closed loop, {CONCURRENCY} in flight: {:.0} calls/s, latency p50 {:?} p99 {:?} max {:?}",
+            closed.0, closed.1, closed.2, closed.3
         );
     });
+}
+
+/// Runs `calls` Allocate+Release pairs over `tasks` tasks, paced at `rate` per second if given.
+/// Returns (calls per second, p50, p99, max).
+async fn run(
+    client: &SchedulerClient<tonic::transport::Channel>,
+    request: &v1::AllocateRequest,
+    calls: usize,
+    tasks: usize,
+    rate: Option<f64>,
+) -> (f64, Duration, Duration, Duration) {
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(calls)));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let mut client = client.clone();
+        let request = request.clone();
+        let latencies = latencies.clone();
+        handles.push(tokio::spawn(async move {
+            for n in (t..calls).step_by(tasks) {
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(n as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let mut r = request.clone();
+                r.call_id = format!("bench-{n}");
+                let t0 = Instant::now();
+                let a = client.allocate(r).await.expect("allocate").into_inner();
+                client
+                    .release(v1::ReleaseRequest {
+                        session_id: a.session_id,
+                    })
+                    .await
+                    .expect("release");
+                latencies.lock().expect("lock").push(t0.elapsed());
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("task");
+    }
+    let took = started.elapsed();
+    let mut l = latencies.lock().expect("lock").clone();
+    l.sort();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+    (
+        calls as f64 / took.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        l[l.len() - 1],
+    )
 }
