@@ -1,0 +1,335 @@
+//! Command line: clap derive, every option also an environment variable `BRIDGEPOOL_LOADGEN_*`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bridgepool_codecs::g711::Law;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{LoadConfig, Mode, ServiceLevel};
+
+/// Density testing for bridgepool (and rtpengine): acts as the relay tier, plays speech as RTP on
+/// both legs of every call, measures loss, jitter, latency, RTP rules, audio quality and CPU.
+#[derive(Debug, Parser)]
+#[command(name = "bridgepool-loadgen", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The modes.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// N calls for T seconds.
+    Fixed {
+        /// Concurrent calls.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_CALLS", default_value_t = 10)]
+        calls: usize,
+        /// Length of the run (`10s`, `500ms`, `2m`; a bare number is seconds).
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_DURATION", default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Options every mode shares.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Add calls step by step until the service level breaks; reports the highest density held.
+    Ramp {
+        /// Calls in the first step.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_START_CALLS", default_value_t = 10)]
+        start_calls: usize,
+        /// Calls added per step.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_STEP_CALLS", default_value_t = 10)]
+        step_calls: usize,
+        /// Length of a step.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_STEP_DURATION", default_value = "5s", value_parser = parse_duration)]
+        step_duration: Duration,
+        /// Stop when this many calls held.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_MAX_CALLS", default_value_t = 1000)]
+        max_calls: usize,
+        /// Options every mode shares.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Keep N calls up, each with a random duration, so set-up and teardown run under load.
+    Churn {
+        /// Concurrent calls.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_CALLS", default_value_t = 10)]
+        calls: usize,
+        /// Length of the run.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_DURATION", default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Shortest call.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_MIN_CALL", default_value = "1s", value_parser = parse_duration)]
+        min_call: Duration,
+        /// Longest call.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_MAX_CALL", default_value = "5s", value_parser = parse_duration)]
+        max_call: Duration,
+        /// Options every mode shares.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Starts an embedded pool (a scheduler and a worker with one media thread per core, in this
+    /// process, on loopback), runs a short load against it and prints the report. `--target` and
+    /// `--scheduler` are ignored: the embedded pool is the target.
+    Demo {
+        /// Concurrent calls.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_CALLS", default_value_t = 40)]
+        calls: usize,
+        /// Seconds of load.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_SECONDS", default_value_t = 10)]
+        seconds: u64,
+        /// Where the JSON and HTML reports go.
+        #[arg(
+            long,
+            env = "BRIDGEPOOL_LOADGEN_REPORT_DIR",
+            default_value = "target/demo"
+        )]
+        report_dir: PathBuf,
+        /// First RTP port of the embedded worker (it takes 800).
+        #[arg(
+            long,
+            env = "BRIDGEPOOL_LOADGEN_RTP_PORT_MIN",
+            default_value_t = 46_000
+        )]
+        rtp_port_min: u16,
+        /// Options every mode shares.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Fixed load where a share of calls shares a codec on both legs: bridgepool must answer them
+    /// passthrough (no media sent for them).
+    Mix {
+        /// Concurrent calls.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_CALLS", default_value_t = 10)]
+        calls: usize,
+        /// Length of the run.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_DURATION", default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Share of passthrough calls, 0 to 1.
+        #[arg(long, env = "BRIDGEPOOL_LOADGEN_SHARE", default_value_t = 0.5)]
+        share: f64,
+        /// Options every mode shares.
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// The system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// bridgepool's Scheduler over gRPC.
+    Bridgepool,
+    /// rtpengine's ng protocol over UDP.
+    Rtpengine,
+}
+
+/// Leg A's codec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CodecArg {
+    /// G.711 mu-law.
+    Pcmu,
+    /// G.711 A-law.
+    Pcma,
+}
+
+/// Options every mode shares.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// System under test.
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LOADGEN_TARGET",
+        value_enum,
+        default_value = "bridgepool"
+    )]
+    pub target: TargetKind,
+    /// bridgepool Scheduler endpoint.
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LOADGEN_SCHEDULER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub scheduler: String,
+    /// rtpengine `listen-ng` address.
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LOADGEN_RTPENGINE_NG",
+        default_value = "127.0.0.1:22223"
+    )]
+    pub rtpengine_ng: SocketAddr,
+    /// Control request timeout.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_CONTROL_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub control_timeout: Duration,
+    /// Leg A's G.711 codec.
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LOADGEN_CODEC",
+        value_enum,
+        default_value = "pcmu"
+    )]
+    pub codec: CodecArg,
+    /// The speech sample (8 kHz mono 16-bit WAV).
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LOADGEN_SPEECH",
+        default_value = "testdata/speech/speech_8k.wav"
+    )]
+    pub speech: PathBuf,
+    /// Play a built-in speech-like signal instead of the sample.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_SYNTHETIC_SPEECH")]
+    pub synthetic_speech: bool,
+    /// Share (0 to 1) of calls offered a codec both legs share (passthrough expected).
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LOADGEN_PASSTHROUGH_SHARE",
+        default_value_t = 0.0
+    )]
+    pub passthrough_share: f64,
+    /// Calls whose audio is decoded and compared with the sample.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_QUALITY_CALLS", default_value_t = 2)]
+    pub quality_calls: usize,
+    /// PID of a process to sample CPU of (repeatable; the target's processes).
+    #[arg(
+        long = "measure-pid",
+        env = "BRIDGEPOOL_LOADGEN_MEASURE_PID",
+        value_delimiter = ','
+    )]
+    pub measure_pids: Vec<u32>,
+    /// Timeline resolution.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_SAMPLE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub sample_interval: Duration,
+    /// Service level: largest loss, percent.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_MAX_LOSS_PCT", default_value_t = 0.1)]
+    pub max_loss_pct: f64,
+    /// Service level: largest p99 added latency, ms.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_MAX_P99_MS", default_value_t = 40.0)]
+    pub max_p99_ms: f64,
+    /// Service level: largest number of refused calls.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_MAX_REFUSALS", default_value_t = 0)]
+    pub max_refusals: u64,
+    /// Wait after a call's last packet before releasing it.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_DRAIN", default_value = "300ms", value_parser = parse_duration)]
+    pub drain: Duration,
+    /// Seed for SSRCs, sequence numbers, timestamps and call durations.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Write the JSON report here.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_JSON")]
+    pub json: Option<PathBuf>,
+    /// Write the HTML report here.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_HTML")]
+    pub html: Option<PathBuf>,
+    /// No progress bar (it is hidden anyway when stderr is not a terminal or CI is set).
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_NO_PROGRESS")]
+    pub no_progress: bool,
+    /// Exit with status 2 when the service level was not held.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_CHECK")]
+    pub check: bool,
+}
+
+impl Command {
+    /// The options every mode shares.
+    pub fn common(&self) -> &Common {
+        match self {
+            Self::Fixed { common, .. }
+            | Self::Ramp { common, .. }
+            | Self::Churn { common, .. }
+            | Self::Demo { common, .. }
+            | Self::Mix { common, .. } => common,
+        }
+    }
+
+    /// The library configuration of the run.
+    pub fn load_config(&self) -> LoadConfig {
+        let (mode, share) = match *self {
+            Self::Fixed {
+                calls, duration, ..
+            } => (Mode::Fixed { calls, duration }, None),
+            Self::Ramp {
+                start_calls,
+                step_calls,
+                step_duration,
+                max_calls,
+                ..
+            } => (
+                Mode::Ramp {
+                    start_calls,
+                    step_calls,
+                    step_duration,
+                    max_calls,
+                },
+                None,
+            ),
+            Self::Churn {
+                calls,
+                duration,
+                min_call,
+                max_call,
+                ..
+            } => (
+                Mode::Churn {
+                    calls,
+                    duration,
+                    min_call,
+                    max_call,
+                },
+                None,
+            ),
+            Self::Mix {
+                calls,
+                duration,
+                share,
+                ..
+            } => (Mode::Fixed { calls, duration }, Some(share)),
+            Self::Demo { calls, seconds, .. } => (
+                Mode::Fixed {
+                    calls,
+                    duration: Duration::from_secs(seconds),
+                },
+                None,
+            ),
+        };
+        let c = self.common();
+        let mut config = LoadConfig::new(mode);
+        config.law = match c.codec {
+            CodecArg::Pcmu => Law::Ulaw,
+            CodecArg::Pcma => Law::Alaw,
+        };
+        config.passthrough_share = share.unwrap_or(c.passthrough_share);
+        config.quality_calls = c.quality_calls;
+        config.measure_pids = c.measure_pids.clone();
+        config.sample_interval = c.sample_interval;
+        config.service_level = ServiceLevel {
+            max_loss_pct: c.max_loss_pct,
+            max_p99_ms: c.max_p99_ms,
+            max_refusals: c.max_refusals,
+        };
+        config.seed = c.seed;
+        config.drain = c.drain;
+        config
+    }
+}
+
+/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (10s, 250ms, 2m)"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{s:?} is not a duration (10s, 250ms, 2m)"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}

@@ -1,0 +1,276 @@
+//! The paced sender: one thread plays every active stream on a 20 ms grid of absolute deadlines.
+//!
+//! Tick `k` is due at `epoch + k * 20 ms`; the thread sleeps until that instant (never "20 ms from
+//! now"), so lateness never accumulates into drift. At each tick it sends one packet per stream, all
+//! in one pass. Each call leg owns its socket and sends one datagram per tick, so there is nothing
+//! for `sendmmsg` to batch per socket; the pass over all streams is the batch. Payloads were encoded
+//! before the run ([`crate::media`]): a tick only writes a 12-byte header and copies bytes.
+//!
+//! Send times go into a [`SendLog`] per stream, where the receiver of the other leg finds them to
+//! compute latency.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bridgepool_codecs::rtp::{HEADER_LEN, RtpHeader};
+use serde::{Deserialize, Serialize};
+
+use crate::media::{EncodedMedia, MediaCodec, PTIME_MS};
+use crate::stats::{DELIVERY_BUCKET_US, SendTimes};
+
+/// Frames of send history kept per stream (20 s): older output cannot be matched for latency.
+const LOG_FRAMES: usize = 1024;
+
+/// The send times of one stream's frames, written by the pacer, read by a receiver.
+#[derive(Debug)]
+pub struct SendLog {
+    epoch: Instant,
+    ring: Mutex<Vec<(u64, u64)>>,
+    sent: AtomicU64,
+}
+
+impl SendLog {
+    /// An empty log whose times count from `epoch`.
+    pub fn new(epoch: Instant) -> Self {
+        Self {
+            epoch,
+            ring: Mutex::new(vec![(u64::MAX, 0); LOG_FRAMES]),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that frame `frame` left at `at`.
+    pub fn record(&self, frame: u64, at: Instant) {
+        let us = at.saturating_duration_since(self.epoch).as_micros() as u64;
+        if let Ok(mut ring) = self.ring.lock() {
+            ring[(frame % LOG_FRAMES as u64) as usize] = (frame, us);
+        }
+        self.sent.fetch_max(frame + 1, Ordering::Relaxed);
+    }
+}
+
+impl SendTimes for SendLog {
+    fn sent_at_us(&self, frame: u64) -> Option<u64> {
+        let ring = self.ring.lock().ok()?;
+        let (f, us) = ring[(frame % LOG_FRAMES as u64) as usize];
+        (f == frame).then_some(us)
+    }
+
+    fn frames_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// One direction of a call as the pacer plays it.
+#[derive(Debug, Clone)]
+pub struct OutStream {
+    /// The leg's socket (also read by the leg's receiver).
+    pub socket: Arc<UdpSocket>,
+    /// Where the target expects this leg's RTP.
+    pub dest: SocketAddr,
+    /// What to send.
+    pub codec: MediaCodec,
+    /// Payload type to write.
+    pub payload_type: u8,
+    /// SSRC.
+    pub ssrc: u32,
+    /// First sequence number.
+    pub first_seq: u16,
+    /// First timestamp.
+    pub first_timestamp: u32,
+    /// Where send times go.
+    pub log: Arc<SendLog>,
+}
+
+/// What the pacer did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PacerStats {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Datagrams sent.
+    pub packets: u64,
+    /// Sends that failed (a full socket buffer, an unreachable port).
+    pub send_errors: u64,
+    /// Ticks that started more than 2 ms after their deadline.
+    pub late_ticks: u64,
+    /// Worst lateness of a tick start, ms.
+    pub max_late_ms: f64,
+}
+
+enum Command {
+    Add { id: u64, streams: Vec<OutStream> },
+    Remove { id: u64 },
+}
+
+/// Handle on the pacer thread.
+#[derive(Debug)]
+pub struct Pacer {
+    commands: Sender<Command>,
+    stop: Arc<AtomicBool>,
+    packets: Arc<AtomicU64>,
+    buckets: Arc<Mutex<Vec<u64>>>,
+    thread: Option<JoinHandle<PacerStats>>,
+}
+
+impl Pacer {
+    /// Starts the thread; tick 0 is due at `epoch`.
+    pub fn start(media: Arc<EncodedMedia>, epoch: Instant) -> std::io::Result<Self> {
+        let (commands, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let packets = Arc::new(AtomicU64::new(0));
+        let buckets = Arc::new(Mutex::new(Vec::new()));
+        let counters = Counters {
+            packets: packets.clone(),
+            buckets: buckets.clone(),
+        };
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("loadgen-pacer".into())
+            .spawn(move || run(media, epoch, rx, stop2, counters))?;
+        Ok(Self {
+            commands,
+            stop,
+            packets,
+            buckets,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts playing the streams of call `id` at the next tick.
+    pub fn add(&self, id: u64, streams: Vec<OutStream>) {
+        // The thread only ends through `finish`, which consumes self: the send cannot fail here.
+        let _ = self.commands.send(Command::Add { id, streams });
+    }
+
+    /// Stops playing call `id`.
+    pub fn remove(&self, id: u64) {
+        let _ = self.commands.send(Command::Remove { id });
+    }
+
+    /// Datagrams sent so far.
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+
+    /// Packets sent, by send time in [`DELIVERY_BUCKET_US`] buckets since the epoch.
+    pub fn sent_buckets(&self) -> Vec<u64> {
+        self.buckets.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Stops the thread and returns what it did.
+    pub fn finish(mut self) -> PacerStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counters the pacer shares with the run.
+struct Counters {
+    packets: Arc<AtomicU64>,
+    buckets: Arc<Mutex<Vec<u64>>>,
+}
+
+struct Playing {
+    start_tick: u64,
+    streams: Vec<OutStream>,
+}
+
+fn run(
+    media: Arc<EncodedMedia>,
+    epoch: Instant,
+    commands: Receiver<Command>,
+    stop: Arc<AtomicBool>,
+    counters: Counters,
+) -> PacerStats {
+    let ptime = Duration::from_millis(PTIME_MS);
+    let mut stats = PacerStats::default();
+    let mut calls: HashMap<u64, Playing> = HashMap::new();
+    let mut buf = [0u8; 1500];
+    let mut tick: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let deadline = epoch + ptime * tick as u32;
+        let now = Instant::now();
+        if let Some(wait) = deadline.checked_duration_since(now) {
+            std::thread::sleep(wait);
+        } else {
+            let late = now.duration_since(deadline).as_secs_f64() * 1000.0;
+            stats.max_late_ms = stats.max_late_ms.max(late);
+            if late > 2.0 {
+                stats.late_ticks += 1;
+            }
+        }
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                Command::Add { id, streams } => {
+                    calls.insert(
+                        id,
+                        Playing {
+                            start_tick: tick,
+                            streams,
+                        },
+                    );
+                }
+                Command::Remove { id } => {
+                    calls.remove(&id);
+                }
+            }
+        }
+        for call in calls.values() {
+            let frame = tick - call.start_tick;
+            for s in &call.streams {
+                let header = RtpHeader {
+                    marker: frame == 0,
+                    payload_type: s.payload_type,
+                    sequence_number: s.first_seq.wrapping_add(frame as u16),
+                    timestamp: s
+                        .first_timestamp
+                        .wrapping_add((frame as u32).wrapping_mul(s.codec.timestamp_step())),
+                    ssrc: s.ssrc,
+                };
+                let payload = media.payload(s.codec, frame);
+                let len = HEADER_LEN + payload.len();
+                if header.write(&mut buf).is_err() || len > buf.len() {
+                    stats.send_errors += 1;
+                    continue;
+                }
+                buf[HEADER_LEN..len].copy_from_slice(payload);
+                // Recorded before the send: on loopback the output can come back before the
+                // send call returns.
+                s.log.record(frame, Instant::now());
+                match s.socket.send_to(&buf[..len], s.dest) {
+                    Ok(_) => stats.packets += 1,
+                    Err(_) => stats.send_errors += 1,
+                }
+            }
+        }
+        let sent_this_tick = stats.packets - counters.packets.load(Ordering::Relaxed);
+        if sent_this_tick > 0 {
+            let bucket = (deadline.saturating_duration_since(epoch).as_micros() as u64
+                / DELIVERY_BUCKET_US) as usize;
+            if let Ok(mut b) = counters.buckets.lock() {
+                if b.len() <= bucket {
+                    b.resize(bucket + 1, 0);
+                }
+                b[bucket] += sent_this_tick;
+            }
+        }
+        counters.packets.store(stats.packets, Ordering::Relaxed);
+        stats.ticks += 1;
+        tick += 1;
+    }
+    stats
+}
