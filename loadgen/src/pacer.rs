@@ -1,9 +1,13 @@
-//! The paced sender: one thread plays every active stream on a 20 ms grid of absolute deadlines.
+//! The paced sender: one thread plays every active stream on a grid of absolute deadlines.
 //!
-//! Tick `k` is due at `epoch + k * 20 ms`; the thread sleeps until that instant (never "20 ms from
-//! now"), so lateness never accumulates into drift. At each tick it sends one packet per stream, all
-//! in one pass. Each call leg owns its socket and sends one datagram per tick, so there is nothing
-//! for `sendmmsg` to batch per socket; the pass over all streams is the batch. Payloads were encoded
+//! The 20 ms packet time is cut into [`SLOTS`] slots of 1 ms; slot `k` is due at
+//! `epoch + k * 1 ms` and the thread sleeps until that instant (never "1 ms from now"), so
+//! lateness never accumulates into drift. Each call plays in one slot of every 20 ms (its phase,
+//! spread evenly over the calls), as real calls that started at unrelated moments do: sending
+//! every call in the same instant would make the system under test see one burst per 20 ms and
+//! measure its queueing, not its latency. Each call leg owns its socket and sends one datagram
+//! per 20 ms, so there is nothing for `sendmmsg` to batch per socket; the pass over a slot's
+//! streams is the batch. Payloads were encoded
 //! before the run ([`crate::media`]): a tick only writes a 12-byte header and copies bytes.
 //!
 //! Send times go into a [`SendLog`] per stream, where the receiver of the other leg finds them to
@@ -25,6 +29,8 @@ use crate::stats::{DELIVERY_BUCKET_US, SendTimes};
 
 /// Frames of send history kept per stream (20 s): older output cannot be matched for latency.
 const LOG_FRAMES: usize = 1024;
+/// Send slots per packet time: calls are spread over 20 phases of 1 ms.
+pub const SLOTS: u64 = 20;
 
 /// The send times of one stream's frames, written by the pacer, read by a receiver.
 #[derive(Debug)]
@@ -90,15 +96,15 @@ pub struct OutStream {
 /// What the pacer did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PacerStats {
-    /// Ticks run.
+    /// Slots run (1 ms each).
     pub ticks: u64,
     /// Datagrams sent.
     pub packets: u64,
     /// Sends that failed (a full socket buffer, an unreachable port).
     pub send_errors: u64,
-    /// Ticks that started more than 2 ms after their deadline.
+    /// Slots that started more than 2 ms after their deadline.
     pub late_ticks: u64,
-    /// Worst lateness of a tick start, ms.
+    /// Worst lateness of a slot start, ms.
     pub max_late_ms: f64,
 }
 
@@ -141,7 +147,8 @@ impl Pacer {
         })
     }
 
-    /// Starts playing the streams of call `id` at the next tick.
+    /// Starts playing the streams of call `id` within the next 20 ms, in phase slot
+    /// `id % SLOTS`.
     pub fn add(&self, id: u64, streams: Vec<OutStream>) {
         // The thread only ends through `finish`, which consumes self: the send cannot fail here.
         let _ = self.commands.send(Command::Add { id, streams });
@@ -196,13 +203,14 @@ fn run(
     stop: Arc<AtomicBool>,
     counters: Counters,
 ) -> PacerStats {
-    let ptime = Duration::from_millis(PTIME_MS);
+    let slot_length = Duration::from_millis(PTIME_MS) / SLOTS as u32;
     let mut stats = PacerStats::default();
-    let mut calls: HashMap<u64, Playing> = HashMap::new();
+    // Calls by phase slot.
+    let mut slots: Vec<HashMap<u64, Playing>> = (0..SLOTS).map(|_| HashMap::new()).collect();
     let mut buf = [0u8; 1500];
-    let mut tick: u64 = 0;
+    let mut k: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let deadline = epoch + ptime * tick as u32;
+        let deadline = epoch + slot_length * k as u32;
         let now = Instant::now();
         if let Some(wait) = deadline.checked_duration_since(now) {
             std::thread::sleep(wait);
@@ -213,24 +221,26 @@ fn run(
                 stats.late_ticks += 1;
             }
         }
+        let tick = k / SLOTS;
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
                 Command::Add { id, streams } => {
-                    calls.insert(
-                        id,
-                        Playing {
-                            start_tick: tick,
-                            streams,
-                        },
-                    );
+                    // Frame 0 goes out in the call's slot of the next packet time.
+                    let playing = Playing {
+                        start_tick: tick + 1,
+                        streams,
+                    };
+                    slots[(id % SLOTS) as usize].insert(id, playing);
                 }
                 Command::Remove { id } => {
-                    calls.remove(&id);
+                    slots[(id % SLOTS) as usize].remove(&id);
                 }
             }
         }
-        for call in calls.values() {
-            let frame = tick - call.start_tick;
+        for call in slots[(k % SLOTS) as usize].values() {
+            let Some(frame) = tick.checked_sub(call.start_tick) else {
+                continue;
+            };
             for s in &call.streams {
                 let header = RtpHeader {
                     marker: frame == 0,
@@ -257,20 +267,20 @@ fn run(
                 }
             }
         }
-        let sent_this_tick = stats.packets - counters.packets.load(Ordering::Relaxed);
-        if sent_this_tick > 0 {
+        let sent_this_slot = stats.packets - counters.packets.load(Ordering::Relaxed);
+        if sent_this_slot > 0 {
             let bucket = (deadline.saturating_duration_since(epoch).as_micros() as u64
                 / DELIVERY_BUCKET_US) as usize;
             if let Ok(mut b) = counters.buckets.lock() {
                 if b.len() <= bucket {
                     b.resize(bucket + 1, 0);
                 }
-                b[bucket] += sent_this_tick;
+                b[bucket] += sent_this_slot;
             }
         }
         counters.packets.store(stats.packets, Ordering::Relaxed);
         stats.ticks += 1;
-        tick += 1;
+        k += 1;
     }
     stats
 }

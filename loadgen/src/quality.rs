@@ -78,18 +78,23 @@ pub fn decode(codec: MediaCodec, captured: &[(u64, Vec<u8>)]) -> (Vec<i16>, u64,
     (pcm, missing, errors)
 }
 
-/// Compares a received stream with the reference speech of the frames sent.
+/// Compares a received stream with the reference speech of the `frames_sent` frames its input
+/// stream sent.
 pub fn assess(
     media: &EncodedMedia,
     call_id: &str,
     direction: &str,
     codec: MediaCodec,
     captured: &[(u64, Vec<u8>)],
+    frames_sent: u64,
 ) -> QualityResult {
     let (pcm, missing_frames, decode_errors) = decode(codec, captured);
     let frames = (pcm.len() / FRAME_SAMPLES_8K) as u64;
-    // One frame of slack on each side: the transcoder may shift the audio by up to a frame.
-    let reference = media.reference(frames as usize + 2);
+    // The reference is what was sent, not what came back: a transcoder that keeps its G.711
+    // stream continuous sends filler after the input stops, and that filler must not be compared
+    // with speech the input never sent. One frame of slack on each side: the transcoder may shift
+    // the audio by up to a frame.
+    let reference = media.reference(frames.min(frames_sent) as usize + 2);
     let correlation = if pcm.is_empty() {
         0.0
     } else {

@@ -393,12 +393,23 @@ impl Run<'_> {
         }
         let ab = summarize(&m.rx_b, &m.log_a, &mut self.done.lat_a_to_b);
         let ba = summarize(&m.rx_a, &m.log_b, &mut self.done.lat_b_to_a);
-        for (dir, codec, result) in [("a_to_b", m.recv_b, ab), ("b_to_a", m.recv_a, ba)] {
+        let directions = [
+            ("a_to_b", m.recv_b, ab, m.log_a.frames_sent()),
+            ("b_to_a", m.recv_a, ba, m.log_b.frames_sent()),
+        ];
+        for (dir, codec, result, sent) in directions {
             let Some((summary, stats)) = result else {
                 continue;
             };
             if m.quality {
-                let q = quality::assess(&self.media, &call.call_id, dir, codec, stats.captured());
+                let q = quality::assess(
+                    &self.media,
+                    &call.call_id,
+                    dir,
+                    codec,
+                    stats.captured(),
+                    sent,
+                );
                 self.done.quality.push(q);
             }
             match dir {

@@ -327,6 +327,42 @@ async fn ramp_reports_the_highest_density_before_refusals() {
 }
 
 #[test]
+fn calls_are_spread_over_the_packet_time() {
+    let media = Arc::new(EncodedMedia::synthetic(1).unwrap());
+    let epoch = Instant::now();
+    let pacer = Pacer::start(media, epoch).unwrap();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dest = sink.local_addr().unwrap();
+    let logs: Vec<Arc<SendLog>> = (0..4).map(|_| Arc::new(SendLog::new(epoch))).collect();
+    for (id, log) in logs.iter().enumerate() {
+        let (socket, _) = leg();
+        let stream = OutStream {
+            socket: Arc::new(socket),
+            dest,
+            codec: MediaCodec::Pcmu,
+            payload_type: 0,
+            ssrc: id as u32,
+            first_seq: 0,
+            first_timestamp: 0,
+            log: log.clone(),
+        };
+        pacer.add(id as u64, vec![stream]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    pacer.finish();
+    // Call `id` plays in slot `id` of every 20 ms: 1 ms after call `id - 1`, not with it.
+    let phase_us = |log: &SendLog| log.sent_at_us(2).expect("frame 2 was sent") % 20_000;
+    let phases: Vec<u64> = logs.iter().map(|l| phase_us(l)).collect();
+    for pair in phases.windows(2) {
+        let gap = (pair[1] + 20_000 - pair[0]) % 20_000;
+        assert!(
+            (700..=1500).contains(&gap),
+            "consecutive calls 1 ms apart: phases {phases:?} us"
+        );
+    }
+}
+
+#[test]
 fn send_log_keeps_recent_frames_only() {
     let epoch = Instant::now();
     let log = SendLog::new(epoch);
