@@ -1,37 +1,184 @@
-//! A receiver per leg socket: a tokio task that timestamps each datagram on arrival and feeds the
-//! stream's [`StreamStats`].
+//! The receive side: one thread (beside the pacer) owns every leg socket's read side in a mio
+//! poll loop, timestamps each datagram on arrival and feeds the stream's [`StreamStats`].
+//!
+//! One thread for all sockets keeps the loadgen's own cost small and off the async runtime.
 
+use std::collections::HashMap;
+use std::io;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bridgepool_codecs::rtp::{RtpPacket, is_rtcp};
-use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::stats::{RtpFields, SendTimes, StreamStats};
 
-/// The measurement of one received stream, shared between its receiver and the run's sampler.
+/// The measurement of one received stream, shared between the receiver thread and the run.
 pub type SharedStats = Arc<Mutex<StreamStats>>;
 
-/// Spawns the receiver of `socket`; it runs until aborted (the stats stay in `stats`).
-/// `input` is the send log of the stream whose transcoded output arrives here.
-pub fn spawn(
-    socket: UdpSocket,
+/// How long a blocking poll sleeps at most (the stop flag is read this often).
+const IDLE_POLL: Duration = Duration::from_millis(50);
+const WAKER: Token = Token(usize::MAX);
+
+/// One socket whose datagrams feed `stats`; `input` is the send log of the stream whose
+/// transcoded output arrives here.
+pub struct Listen {
+    /// The leg's socket (a clone of the pacer's, non-blocking).
+    pub socket: UdpSocket,
+    /// Where the measurement goes.
+    pub stats: SharedStats,
+    /// Send times of the input this stream carries.
+    pub input: Arc<dyn SendTimes + Send + Sync>,
+}
+
+enum Command {
+    Add { call: u64, sockets: Vec<Listen> },
+    Remove { call: u64 },
+}
+
+/// Handle on the receiver thread.
+pub struct Receivers {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receivers {
+    /// Starts the thread; arrival times count from `epoch`.
+    pub fn start(epoch: Instant) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (commands, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("loadgen-recv".into())
+            .spawn(move || run(poll, rx, stop2, epoch))?;
+        Ok(Self {
+            commands,
+            waker,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts listening on a call's sockets.
+    pub fn add(&self, call: u64, sockets: Vec<Listen>) {
+        // The thread only ends through `finish` or drop: a failed send has nobody to tell.
+        let _ = self.commands.send(Command::Add { call, sockets });
+        let _ = self.waker.wake();
+    }
+
+    /// Stops listening on a call's sockets (its stats stay with the caller).
+    pub fn remove(&self, call: u64) {
+        let _ = self.commands.send(Command::Remove { call });
+        let _ = self.waker.wake();
+    }
+
+    /// Stops the thread.
+    pub fn finish(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Receivers {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+struct Registered {
+    socket: mio::net::UdpSocket,
     stats: SharedStats,
     input: Arc<dyn SendTimes + Send + Sync>,
-    epoch: Instant,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        loop {
-            let Ok((len, _from)) = socket.recv_from(&mut buf).await else {
-                // ICMP port unreachable surfaces as an error on Linux: keep listening.
+}
+
+fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch: Instant) {
+    let mut events = Events::with_capacity(1024);
+    // Sockets by token; tokens are reused through `free`.
+    let mut sockets: Vec<Option<Registered>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut calls: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, Some(IDLE_POLL))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::error!(error = %e, "loadgen receiver poll failed");
+            return;
+        }
+        for event in events.iter() {
+            let Some(Some(r)) = sockets.get(event.token().0) else {
                 continue;
             };
-            let arrival_us = Instant::now().saturating_duration_since(epoch).as_micros() as u64;
-            on_datagram(&stats, &buf[..len], arrival_us, input.as_ref());
+            // Edge triggered: read until the socket is empty.
+            loop {
+                match r.socket.recv_from(&mut buf) {
+                    Ok((len, _)) => {
+                        let arrival_us =
+                            Instant::now().saturating_duration_since(epoch).as_micros() as u64;
+                        on_datagram(&r.stats, &buf[..len], arrival_us, r.input.as_ref());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // ICMP port unreachable surfaces as an error on Linux: keep reading.
+                    Err(_) => continue,
+                }
+            }
         }
-    })
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                Command::Add {
+                    call,
+                    sockets: listens,
+                } => {
+                    let mut tokens = Vec::with_capacity(listens.len());
+                    for l in listens {
+                        let token = free.pop().unwrap_or_else(|| {
+                            sockets.push(None);
+                            sockets.len() - 1
+                        });
+                        let mut socket = mio::net::UdpSocket::from_std(l.socket);
+                        if let Err(e) =
+                            poll.registry()
+                                .register(&mut socket, Token(token), Interest::READABLE)
+                        {
+                            tracing::warn!(error = %e, "cannot watch a leg socket");
+                            free.push(token);
+                            continue;
+                        }
+                        sockets[token] = Some(Registered {
+                            socket,
+                            stats: l.stats,
+                            input: l.input,
+                        });
+                        tokens.push(token);
+                    }
+                    calls.insert(call, tokens);
+                }
+                Command::Remove { call } => {
+                    for token in calls.remove(&call).unwrap_or_default() {
+                        if let Some(mut r) = sockets[token].take() {
+                            let _ = poll.registry().deregister(&mut r.socket);
+                        }
+                        free.push(token);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Feeds one datagram: RTP to the measurement, RTCP and garbage only counted.

@@ -2,7 +2,7 @@
 //! mode's plan (fixed, ramp, churn, with a passthrough share), samples a timeline, and builds the
 //! [`Report`].
 //!
-//! One async task drives everything except the pacer thread and the per-socket receiver tasks:
+//! One async task drives everything except the pacer thread and the receiver thread:
 //! it sets calls up and tears them down one at a time (so a slow control plane slows the ramp
 //! instead of piling requests up), and samples counters every `sample_interval`.
 
@@ -13,7 +13,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::task::JoinHandle;
 
 use crate::config::{LoadConfig, Mode};
 use crate::cpu::CpuSampler;
@@ -21,7 +20,7 @@ use crate::media::{EncodedMedia, MediaCodec};
 use crate::mos;
 use crate::pacer::{OutStream, Pacer, SendLog};
 use crate::quality::{self, QualityResult};
-use crate::receiver::{self, SharedStats};
+use crate::receiver::{Listen, Receivers, SharedStats};
 use crate::report::{CallCounts, Direction, RampOutcome, Report, TimelinePoint};
 use crate::stats::{
     DELIVERY_BUCKET_US, LatencySummary, SendTimes, StreamExpectation, StreamStats, StreamSummary,
@@ -40,6 +39,9 @@ pub enum RunError {
     /// The pacer thread could not start.
     #[error("starting the pacer: {0}")]
     Pacer(std::io::Error),
+    /// The receiver thread could not start.
+    #[error("starting the receiver: {0}")]
+    Receiver(std::io::Error),
     /// The configuration cannot run.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -67,12 +69,14 @@ pub async fn run_load(
         .map_or(0, |d| d.as_secs());
     let epoch = Instant::now();
     let pacer = Pacer::start(media.clone(), epoch).map_err(RunError::Pacer)?;
+    let receivers = Receivers::start(epoch).map_err(RunError::Receiver)?;
     let mut run = Run {
         target,
         media,
         config,
         epoch,
         pacer,
+        receivers,
         rng: StdRng::seed_from_u64(config.seed),
         next_id: 0,
         active: Vec::new(),
@@ -126,7 +130,6 @@ pub(crate) struct CallMedia {
     pub(crate) log_b: Arc<SendLog>,
     pub(crate) recv_a: MediaCodec,
     pub(crate) recv_b: MediaCodec,
-    pub(crate) tasks: Vec<JoinHandle<()>>,
     pub(crate) quality: bool,
 }
 
@@ -155,6 +158,7 @@ pub(crate) struct Run<'a> {
     pub(crate) config: &'a LoadConfig,
     pub(crate) epoch: Instant,
     pub(crate) pacer: Pacer,
+    pub(crate) receivers: Receivers,
     pub(crate) rng: StdRng,
     pub(crate) next_id: u64,
     pub(crate) active: Vec<Call>,
@@ -314,13 +318,20 @@ impl Run<'_> {
             Arc::new(Mutex::new(s))
         };
         let (rx_a, rx_b) = (new_stats(&leg_a), new_stats(&leg_b));
-        let recv_a = tokio::net::UdpSocket::from_std(sock_a.try_clone()?)?;
-        let recv_b = tokio::net::UdpSocket::from_std(sock_b.try_clone()?)?;
         // Output on A is B's input transcoded, and the other way round.
-        let tasks = vec![
-            receiver::spawn(recv_a, rx_a.clone(), log_b.clone(), self.epoch),
-            receiver::spawn(recv_b, rx_b.clone(), log_a.clone(), self.epoch),
+        let listens = vec![
+            Listen {
+                socket: sock_a.try_clone()?,
+                stats: rx_a.clone(),
+                input: log_b.clone(),
+            },
+            Listen {
+                socket: sock_b.try_clone()?,
+                stats: rx_b.clone(),
+                input: log_a.clone(),
+            },
         ];
+        self.receivers.add(id, listens);
         let mut stream = |socket: UdpSocket, leg: &LegMedia, log: &Arc<SendLog>| OutStream {
             socket: Arc::new(socket),
             dest: leg.send_to,
@@ -343,7 +354,6 @@ impl Run<'_> {
             log_b,
             recv_a: leg_a.recv_codec,
             recv_b: leg_b.recv_codec,
-            tasks,
             quality,
         })
     }
@@ -371,8 +381,8 @@ impl Run<'_> {
     }
 
     async fn finalize(&mut self, call: Call) {
-        if let Some(m) = &call.media {
-            m.tasks.iter().for_each(JoinHandle::abort);
+        if call.media.is_some() {
+            self.receivers.remove(call.id);
         }
         if self.target.release(&call.handle).await.is_err() {
             self.counts.release_errors += 1;
@@ -509,6 +519,7 @@ impl Run<'_> {
             config,
             epoch,
             pacer,
+            receivers,
             mut done,
             counts,
             mut timeline,
@@ -518,6 +529,7 @@ impl Run<'_> {
         } = self;
         let duration_s = epoch.elapsed().as_secs_f64();
         let pacer = pacer.finish();
+        receivers.finish();
         // Every call is finalized now: recount each interval's loss by send time.
         let mut from = Duration::ZERO;
         for point in &mut timeline {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bridgepool_loadgen::config::{LoadConfig, Mode};
 use bridgepool_loadgen::media::{EncodedMedia, MediaCodec};
 use bridgepool_loadgen::pacer::{OutStream, Pacer, SendLog};
-use bridgepool_loadgen::receiver;
+use bridgepool_loadgen::receiver::{Listen, Receivers};
 use bridgepool_loadgen::report::{html, json, table};
 use bridgepool_loadgen::run_load;
 use bridgepool_loadgen::stats::{SendTimes, StreamExpectation, StreamStats};
@@ -65,12 +65,22 @@ async fn paced_streams_come_back_through_a_relay_complete_and_in_order() {
     };
     let rx_b = Arc::new(Mutex::new(StreamStats::new(pcmu)));
     let rx_a = Arc::new(Mutex::new(StreamStats::new(opus)));
-    let recv_a = tokio::net::UdpSocket::from_std(sock_a.try_clone().unwrap()).unwrap();
-    let recv_b = tokio::net::UdpSocket::from_std(sock_b.try_clone().unwrap()).unwrap();
-    let tasks = [
-        receiver::spawn(recv_a, rx_a.clone(), log_b.clone(), epoch),
-        receiver::spawn(recv_b, rx_b.clone(), log_a.clone(), epoch),
-    ];
+    let receivers = Receivers::start(epoch).unwrap();
+    receivers.add(
+        7,
+        vec![
+            Listen {
+                socket: sock_a.try_clone().unwrap(),
+                stats: rx_a.clone(),
+                input: log_b.clone(),
+            },
+            Listen {
+                socket: sock_b.try_clone().unwrap(),
+                stats: rx_b.clone(),
+                input: log_a.clone(),
+            },
+        ],
+    );
     let stream = |socket: UdpSocket, codec: MediaCodec, log: &Arc<SendLog>, ssrc: u32| OutStream {
         socket: Arc::new(socket),
         dest: relay_addr,
@@ -93,7 +103,7 @@ async fn paced_streams_come_back_through_a_relay_complete_and_in_order() {
     // Let the last packets land, then stop everything.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pacer_stats = pacer.finish();
-    tasks.iter().for_each(JoinHandle::abort);
+    receivers.finish();
     relay_task.abort();
 
     let sent_a = log_a.frames_sent();

@@ -30,7 +30,16 @@ fn damaged_audio_scores_lower() {
     // Every other frame silenced: half the speech gone.
     let damaged: Vec<_> = clean
         .iter()
-        .map(|(i, p)| (*i, if i % 2 == 0 { vec![0xFF; 160] } else { p.clone() }))
+        .map(|(i, p)| {
+            (
+                *i,
+                if i % 2 == 0 {
+                    vec![0xFF; 160]
+                } else {
+                    p.clone()
+                },
+            )
+        })
         .collect();
     let good = quality::assess(&media, "c", "a_to_b", MediaCodec::Pcmu, &clean, sent);
     let bad = quality::assess(&media, "c", "a_to_b", MediaCodec::Pcmu, &damaged, sent);

@@ -20,10 +20,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The control plane is small: two threads, not pinned, beside the pinned media threads.
+    // The control plane is small: two threads. When --cores leaves some cores out of the media
+    // set, the control threads run there, so gRPC, heartbeats and metrics never preempt a media
+    // thread; otherwise they float beside the pinned media threads.
+    let control_cores = control_cores(&config.engine.cores);
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("control")
+        .on_thread_start(move || {
+            if control_cores.is_empty() {
+                return;
+            }
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let core = control_cores[i % control_cores.len()];
+            if !core_affinity::set_for_current(core) {
+                tracing::warn!(core = core.id, "could not pin a control thread");
+            }
+        })
         .enable_all()
         .build()
     {
@@ -64,6 +78,19 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// The cores this process may use that are not media cores (none when every core is a media core
+/// or the media set is the default, all).
+fn control_cores(media: &[usize]) -> Vec<core_affinity::CoreId> {
+    if media.is_empty() {
+        return Vec::new();
+    }
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| !media.contains(&c.id))
+        .collect()
 }
 
 /// SIGTERM (Kubernetes, systemd, an ASG lifecycle hook) or ctrl-c.

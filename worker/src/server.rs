@@ -99,6 +99,7 @@ pub async fn serve(
                 .set_not_serving::<WorkerServer<WorkerService>>()
                 .await;
             wait_drained(&state).await;
+            state.stop_event_streams();
         }
     };
     let reflection = tonic_reflection::server::Builder::configure()

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bridgepool_proto::v1;
 use bridgepool_proto::v1::worker_server::Worker;
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::Stream;
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
@@ -41,6 +41,9 @@ pub struct WorkerState {
     calls: Mutex<HashMap<SessionId, String>>,
     /// Session events for WatchEvents subscribers.
     pub events: broadcast::Sender<v1::SessionEvent>,
+    /// Turns true once drained: WatchEvents streams end then, or the gRPC server's graceful
+    /// shutdown would wait on them (a scheduler keeps one open) and the process never exit.
+    stopped: watch::Sender<bool>,
 }
 
 impl WorkerState {
@@ -62,7 +65,13 @@ impl WorkerState {
             timeouts,
             calls: Mutex::new(HashMap::new()),
             events,
+            stopped: watch::channel(false).0,
         }
+    }
+
+    /// Ends every WatchEvents stream, after the events already sent.
+    pub fn stop_event_streams(&self) {
+        self.stopped.send_replace(true);
     }
 
     /// The call id of a live session.
@@ -373,8 +382,29 @@ impl Worker for WorkerService {
         &self,
         _request: Request<v1::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let stream =
-            BroadcastStream::new(self.state.events.subscribe()).filter_map(|e| e.ok().map(Ok));
-        Ok(Response::new(Box::pin(stream)))
+        let mut events = self.state.events.subscribe();
+        let mut stopped = self.state.stopped.subscribe();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    // Events first: those sent before the stop still reach the subscriber.
+                    biased;
+                    event = events.recv() => match event {
+                        Ok(e) => {
+                            if tx.send(Ok(e)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "a WatchEvents subscriber fell behind");
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                    () = async { drop(stopped.wait_for(|s| *s).await) } => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

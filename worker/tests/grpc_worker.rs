@@ -432,6 +432,13 @@ async fn overload_is_refused_and_admitted_calls_lose_nothing() {
 async fn drain_refuses_new_sessions_then_exits_zero() {
     let mut w = start_worker(43_600, &["--drain-deadline", "1s"]);
     let mut c = client(&w).await;
+    // A scheduler holds an event stream open for as long as the worker lives: the drain must
+    // end it, not wait on it.
+    let mut events = c
+        .watch_events(v1::WatchEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     let (a, b) = (peer(), peer());
     let _live = c
         .create_session(request(
@@ -474,4 +481,13 @@ async fn drain_refuses_new_sessions_then_exits_zero() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}");
+    let mut kinds = Vec::new();
+    while let Ok(Some(event)) = events.message().await {
+        kinds.push(event.kind);
+    }
+    assert_eq!(
+        kinds,
+        vec![v1::EventKind::DrainDeadline as i32],
+        "the deadline's event arrives, then the stream ends"
+    );
 }

@@ -51,6 +51,9 @@ pub(super) struct LoadMeter {
     window_start: Instant,
     busy: Duration,
     misses: u64,
+    /// Session-seconds carried in the window so far, and where that count stands.
+    session_time: f64,
+    sessions_since: (Instant, usize),
     /// Core share one session costs, from the calibration.
     calibrated_cost: f64,
     /// Smoothed live cost per session.
@@ -67,6 +70,8 @@ impl LoadMeter {
             window_start: now,
             busy: Duration::ZERO,
             misses: 0,
+            session_time: 0.0,
+            sessions_since: (now, 0),
             calibrated_cost: calibrated_cost.max(1e-4),
             live_cost: None,
         }
@@ -83,15 +88,23 @@ impl LoadMeter {
         figures.deadline_misses.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Closes the window when it is over and publishes the figures.
+    /// Notes the live session count (called every loop turn), closes the window when it is over
+    /// and publishes the figures.
     pub(super) fn roll(&mut self, now: Instant, sessions: usize, figures: &CoreFigures) {
+        let (since, carried) = self.sessions_since;
+        self.session_time += carried as f64 * now.saturating_duration_since(since).as_secs_f64();
+        self.sessions_since = (now, sessions);
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed < WINDOW {
             return;
         }
         let busy = (self.busy.as_secs_f64() / elapsed.as_secs_f64()).min(1.0);
-        if sessions > 0 {
-            let sample = busy / sessions as f64;
+        // The cost per session is the busy share over the sessions carried on average over the
+        // window, not over the count at its end: when calls end (or start) in a burst, the
+        // count at the end would put a whole window's work on the few sessions left.
+        let carried = self.session_time / elapsed.as_secs_f64();
+        if carried >= 1.0 {
+            let sample = busy / carried;
             self.live_cost = Some(match self.live_cost {
                 Some(c) => c * 0.7 + sample * 0.3,
                 None => sample,
@@ -113,6 +126,7 @@ impl LoadMeter {
         self.window_start = now;
         self.busy = Duration::ZERO;
         self.misses = 0;
+        self.session_time = 0.0;
     }
 }
 
@@ -125,7 +139,8 @@ mod tests {
         let t0 = Instant::now();
         let figures = CoreFigures::default();
         let mut meter = LoadMeter::new(t0, 0.01, TARGET_BUSY);
-        meter.roll(t0 + WINDOW, 0, &figures);
+        // No session carried yet: the calibration decides.
+        meter.roll(t0 + WINDOW, 10, &figures);
         assert_eq!(figures.capacity.load(Ordering::Relaxed), 80);
         // 10 sessions keep the core 40 % busy: 4 % each, so 20 fit under 80 %.
         meter.busy(Duration::from_millis(400));
@@ -135,5 +150,23 @@ mod tests {
         meter.miss(&figures);
         meter.roll(t0 + WINDOW * 3, 10, &figures);
         assert_eq!(figures.headroom(), 0, "a missed deadline closes admission");
+    }
+
+    #[test]
+    fn calls_ending_together_do_not_inflate_the_cost() {
+        let t0 = Instant::now();
+        let figures = CoreFigures::default();
+        let mut meter = LoadMeter::new(t0, 0.01, TARGET_BUSY);
+        meter.roll(t0, 10, &figures);
+        meter.busy(Duration::from_millis(400));
+        meter.roll(t0 + WINDOW, 10, &figures);
+        assert_eq!(figures.capacity.load(Ordering::Relaxed), 20);
+        // Nine of the ten end 900 ms into the next window, which was as busy as the last.
+        meter.busy(Duration::from_millis(400));
+        meter.roll(t0 + WINDOW + Duration::from_millis(900), 1, &figures);
+        meter.roll(t0 + WINDOW * 2, 1, &figures);
+        let capacity = figures.capacity.load(Ordering::Relaxed);
+        // 9.1 sessions on average carried 40 %: about 4.4 % each, not 40 % for the one left.
+        assert!((18..=20).contains(&capacity), "capacity {capacity}");
     }
 }
