@@ -130,7 +130,9 @@ fn main() {
             tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(WorkerServer::new(FakeWorker::default()))
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+                    .serve_with_incoming(
+                        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    ),
             );
             tokio::spawn(async move {
                 let mut client = loop {
