@@ -2,7 +2,7 @@
 //! DTX, durations, and garbage that must be an error rather than a panic.
 
 use bridgepool_codecs::opus::{
-    self, EncoderConfig, OpusDecoder, OpusEncoder, SampleRate, packet_has_fec, packet_samples,
+    self, Application, EncoderConfig, OpusDecoder, OpusEncoder, SampleRate, packet_has_fec, packet_samples,
 };
 use bridgepool_codecs::quality::align_and_compare;
 use proptest::prelude::*;
@@ -97,6 +97,44 @@ fn fec_recovers_a_lost_frame_better_than_concealment() {
     };
     let (fec, plc) = (heal(true), heal(false));
     assert!(fec.snr_db > plc.snr_db, "FEC {fec:?} vs PLC {plc:?}");
+}
+
+/// Decodes `packets` at 8 kHz and correlates the result with `pcm`.
+fn correlation(pcm: &[i16], packets: &[Vec<u8>]) -> f64 {
+    let mut dec = OpusDecoder::new(SampleRate::Hz8000).expect("decoder");
+    let mut frame = [0i16; 960];
+    let mut out = Vec::new();
+    for p in packets {
+        let n = dec.decode(p, &mut frame).expect("decode");
+        out.extend_from_slice(&frame[..n]);
+    }
+    align_and_compare(pcm, &out, 800).correlation
+}
+
+#[test]
+fn audio_application_is_closer_to_the_input_and_still_carries_fec_under_loss() {
+    let pcm = speech();
+    let config = |application, expected_loss_pct| EncoderConfig {
+        application,
+        expected_loss_pct,
+        ..EncoderConfig::default()
+    };
+    let voip = encode_all(&pcm, &config(Application::Voip, 0));
+    let audio = encode_all(&pcm, &config(Application::Audio, 0));
+    let (c_voip, c_audio) = (correlation(&pcm, &voip), correlation(&pcm, &audio));
+    assert!(
+        c_audio > c_voip + 0.01,
+        "audio {c_audio:.4} against voip {c_voip:.4}"
+    );
+    // TOC configurations 16..=31 are CELT-only: no room for in-band FEC.
+    let celt = |p: &Vec<u8>| p[0] >> 3 >= 16;
+    assert!(audio.iter().all(celt), "no loss expected: CELT");
+    assert!(!audio.iter().any(|p| packet_has_fec(p)));
+    // Loss reported: the encoder moves to SILK and carries the previous frame.
+    let lossy = encode_all(&pcm, &config(Application::Audio, 15));
+    assert!(!lossy.iter().any(celt), "loss expected: SILK");
+    let with_fec = lossy.iter().filter(|p| packet_has_fec(p)).count();
+    assert!(with_fec > lossy.len() / 2, "{with_fec} of {} carry FEC", lossy.len());
 }
 
 #[test]

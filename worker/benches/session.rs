@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{EncoderConfig, OpusDecoder, OpusEncoder, SampleRate};
 use bridgepool_codecs::rtp::RtpHeader;
-use bridgepool_worker::session::{Channel, Leg, MAX_DATAGRAM, Session, SessionConfig, StreamSeed};
+use bridgepool_worker::session::{
+    Channel, Leg, MAX_DATAGRAM, Session, SessionConfig, StreamSeed, TRANSCODER_APPLICATION,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn speech() -> Vec<i16> {
@@ -59,8 +61,10 @@ fn bench(c: &mut Criterion) {
         timestamp: 1,
     };
     for complexity in [0u8, 5, 10] {
+        // The same encoder settings as the session's.
         let mut encoder = OpusEncoder::new(&EncoderConfig {
             complexity,
+            application: TRANSCODER_APPLICATION,
             ..EncoderConfig::default()
         })
         .expect("encoder");

@@ -8,7 +8,7 @@ use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{Bandwidth, EncoderConfig, SampleRate};
 use bridgepool_proto::v1;
 
-use crate::session::{G711Leg, LegMode, LegStats, OpusLeg};
+use crate::session::{G711Leg, LegMode, LegStats, OpusLeg, TRANSCODER_APPLICATION};
 
 /// The remote of a leg as signalled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +119,7 @@ pub fn opus_leg(leg: &v1::OpusLeg) -> Result<OpusLeg, String> {
         telephone_event_pt: optional_pt(leg.telephone_event_pt, "leg_b.telephone_event_pt")?,
         ptime: ptime(leg.ptime_ms),
         encoder: EncoderConfig {
+            application: TRANSCODER_APPLICATION,
             sample_rate: SampleRate::Hz8000,
             bitrate,
             complexity,

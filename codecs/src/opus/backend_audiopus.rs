@@ -2,9 +2,9 @@
 
 use audiopus::coder::{Decoder as ApDecoder, Encoder as ApEncoder};
 use audiopus::packet::Packet;
-use audiopus::{Application, Bitrate, Channels, MutSignals};
+use audiopus::{Bitrate, Channels, MutSignals};
 
-use super::{Bandwidth, OpusError, SampleRate};
+use super::{Application, Bandwidth, OpusError, SampleRate};
 
 pub(super) const NAME: &str = "libopus 1.3 (audiopus)";
 
@@ -28,8 +28,12 @@ fn rate(r: SampleRate) -> audiopus::SampleRate {
 pub(super) struct Encoder(ApEncoder);
 
 impl Encoder {
-    pub(super) fn new(r: SampleRate) -> Result<Self, OpusError> {
-        ApEncoder::new(rate(r), Channels::Mono, Application::Voip)
+    pub(super) fn new(r: SampleRate, app: Application) -> Result<Self, OpusError> {
+        let app = match app {
+            Application::Voip => audiopus::Application::Voip,
+            Application::Audio => audiopus::Application::Audio,
+        };
+        ApEncoder::new(rate(r), Channels::Mono, app)
             .map(Self)
             .map_err(err)
     }

@@ -1,6 +1,6 @@
 //! libopus 1.6.1 through the `opus` crate (opusic-sys).
 
-use super::{Bandwidth, OpusError, SampleRate};
+use super::{Application, Bandwidth, OpusError, SampleRate};
 
 pub(super) const NAME: &str = "libopus 1.6.1 (opus crate)";
 
@@ -14,8 +14,12 @@ fn err(e: opus::Error) -> OpusError {
 pub(super) struct Encoder(opus::Encoder);
 
 impl Encoder {
-    pub(super) fn new(rate: SampleRate) -> Result<Self, OpusError> {
-        opus::Encoder::new(rate.hz(), opus::Channels::Mono, opus::Application::Voip)
+    pub(super) fn new(rate: SampleRate, app: Application) -> Result<Self, OpusError> {
+        let app = match app {
+            Application::Voip => opus::Application::Voip,
+            Application::Audio => opus::Application::Audio,
+        };
+        opus::Encoder::new(rate.hz(), opus::Channels::Mono, app)
             .map(Self)
             .map_err(err)
     }

@@ -87,9 +87,21 @@ pub enum Bandwidth {
     Fullband,
 }
 
+/// What the encoder optimises for (libopus' `OPUS_APPLICATION_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Application {
+    /// Speech intelligibility: SILK for narrowband speech.
+    Voip,
+    /// Fidelity to the input: CELT while no loss is expected, SILK with in-band FEC when the
+    /// expected loss makes FEC worth it.
+    Audio,
+}
+
 /// Encoder settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncoderConfig {
+    /// What the encoder optimises for.
+    pub application: Application,
     /// Rate of the PCM fed in (8 kHz for a G.711 peer).
     pub sample_rate: SampleRate,
     /// Target bits per second.
@@ -109,6 +121,7 @@ pub struct EncoderConfig {
 impl Default for EncoderConfig {
     fn default() -> Self {
         Self {
+            application: Application::Voip,
             sample_rate: SampleRate::Hz8000,
             bitrate: 24_000,
             complexity: 5,
@@ -188,7 +201,7 @@ impl OpusEncoder {
                 value: config.bitrate.into(),
             });
         }
-        let mut inner = backend::Encoder::new(config.sample_rate)?;
+        let mut inner = backend::Encoder::new(config.sample_rate, config.application)?;
         inner.set_bitrate(config.bitrate)?;
         inner.set_complexity(config.complexity)?;
         inner.set_inband_fec(config.inband_fec)?;

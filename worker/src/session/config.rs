@@ -3,7 +3,14 @@
 use std::time::Duration;
 
 use bridgepool_codecs::g711::Law;
-use bridgepool_codecs::opus::{EncoderConfig, SampleRate};
+use bridgepool_codecs::opus::{Application, EncoderConfig, SampleRate};
+
+/// How the transcoder's Opus encoder is tuned. Measured on the speech sample through G.711 at
+/// 24 kbit/s, complexity 5 (docs/performance.md): `Audio` codes CELT while no loss is reported,
+/// at 0.99 correlation with the input against SILK's 0.97 (17.5 dB SNR against 12.0) and half
+/// the encode time; when RTCP reports 10 % loss or more it switches to SILK with in-band FEC,
+/// as `Voip` would.
+pub const TRANSCODER_APPLICATION: Application = Application::Audio;
 
 /// Leg A: the G.711 side (8 kHz).
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +114,7 @@ impl SessionConfig {
                 telephone_event_pt: Some(110),
                 ptime: Duration::from_millis(20),
                 encoder: EncoderConfig {
+                    application: TRANSCODER_APPLICATION,
                     sample_rate: SampleRate::Hz8000,
                     bitrate: 24_000,
                     inband_fec: true,

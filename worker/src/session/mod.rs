@@ -30,7 +30,9 @@ use bridgepool_codecs::opus::EncoderConfig;
 use bridgepool_codecs::rtp::{self, RtpPacket};
 use bridgepool_codecs::telephone_event::TelephoneEvent;
 
-pub use config::{ConfigError, G711Leg, OpusLeg, SessionConfig, StreamSeed, Timeouts};
+pub use config::{
+    ConfigError, G711Leg, OpusLeg, SessionConfig, StreamSeed, TRANSCODER_APPLICATION, Timeouts,
+};
 pub use rtcp_leg::NTP_UNIX_OFFSET;
 pub use stats::{DropCounts, DropReason, LegStats, mos_from_e_model};
 pub use transmit::{Channel, MAX_DATAGRAM, Transmit};
