@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Density side by side, one run on this machine: the same loadgen ramp against rtpengine
+# Density side by side, one run on this machine: the same loadgen runs against rtpengine
 # (Debian's rtpengine-daemon, userspace only, one thread) and against bridgepool (a scheduler and a
-# worker with one media core), each system pinned to core 1 and the loadgen to core 0.
+# worker with one media thread), each system's media on core 1 and the loadgen on core 0:
+#   - a ramp to the service level (loss <= 0.1 %, p99 latency <= 40 ms, no refusals);
+#   - a fixed run of $QUALITY_CALLS calls for 30 s, every call's audio compared with the input,
+#     for quality and CPU per call at the same load.
 #
 #   scripts/compare-rtpengine.sh [OUT_DIR]     (default target/compare)
 #
 # Environment: RTPE_START/RTPE_STEP and BP_START/BP_STEP (calls), STEP_SECONDS, BP_MAX.
-# Needs: apt-get install rtpengine-daemon. Writes OUT_DIR/{rtpengine,bridgepool}.{json,html}.
+# Needs: apt-get install rtpengine-daemon. Writes OUT_DIR/{rtpengine,bridgepool}-{ramp,fixed}.*
+# and prints a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/compare}
@@ -19,10 +23,17 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 step_s=${STEP_SECONDS:-8}
-ramp() { # target, json, extra args...
+quality_calls=${QUALITY_CALLS:-10}
+ramp() { # name, extra args...
   local name=$1; shift
-  taskset -c 0 "$bin/bridgepool-loadgen" ramp --step-duration "${step_s}s" --quality-calls 2 \
-    --json "$out/$name.json" --html "$out/$name.html" --no-progress "$@"
+  taskset -c 0 "$bin/bridgepool-loadgen" ramp --step-duration "${step_s}s" --quality-calls 0 \
+    --json "$out/$name-ramp.json" --html "$out/$name-ramp.html" --no-progress "$@" | sed -n '/ramp steps/,$p'
+}
+fixed() { # name, extra args...
+  local name=$1; shift
+  taskset -c 0 "$bin/bridgepool-loadgen" fixed --calls "$quality_calls" --duration 30s \
+    --quality-calls "$quality_calls" --json "$out/$name-fixed.json" --html "$out/$name-fixed.html" \
+    --no-progress "$@" | grep -vE '^\s+lg-'
 }
 
 echo "== rtpengine $(rtpengine --version 2>&1 | head -1)"
@@ -43,21 +54,55 @@ CONF
 taskset -c 1 rtpengine --config-file="$tmp/rtpengine.conf" --num-threads=1 2>"$tmp/rtpengine.log" &
 rtpe=$!; pids+=("$rtpe")
 sleep 1
-ramp rtpengine --target rtpengine --rtpengine-ng 127.0.0.1:22299 --measure-pid "$rtpe" \
-  --start-calls "${RTPE_START:-10}" --step-calls "${RTPE_STEP:-5}" --max-calls 200 || true
+rtpe_args=(--target rtpengine --rtpengine-ng 127.0.0.1:22299 --measure-pid "$rtpe")
+fixed rtpengine "${rtpe_args[@]}" || true
+ramp rtpengine "${rtpe_args[@]}" --start-calls "${RTPE_START:-10}" --step-calls "${RTPE_STEP:-5}" \
+  --max-calls 200 || true
 kill "$rtpe"; wait "$rtpe" 2>/dev/null || true
 
 echo "== bridgepool (worker on core 1, one media thread)"
 taskset -c 0 "$bin/bridgepool-scheduler" --grpc-listen 127.0.0.1:50251 --metrics-listen 127.0.0.1:9291 \
   --log warn &
 sched=$!; pids+=("$sched")
-taskset -c 1 "$bin/bridgepool-worker" --cores 1 --grpc-listen 127.0.0.1:50261 \
+# Media on core 1; the worker puts its control threads on core 0 by itself.
+"$bin/bridgepool-worker" --cores 1 --grpc-listen 127.0.0.1:50261 \
   --metrics-listen 127.0.0.1:9292 --media-ip 127.0.0.1 --rtp-port-min 30000 --rtp-port-max 33999 \
   --scheduler http://127.0.0.1:50251 --worker-id bench-worker --log warn &
 worker=$!; pids+=("$worker")
 sleep 3
-ramp bridgepool --target bridgepool --scheduler http://127.0.0.1:50251 \
-  --measure-pid "$worker" --measure-pid "$sched" \
-  --start-calls "${BP_START:-50}" --step-calls "${BP_STEP:-25}" --max-calls "${BP_MAX:-600}" || true
+bp_args=(--target bridgepool --scheduler http://127.0.0.1:50251 --measure-pid "$worker" --measure-pid "$sched")
+fixed bridgepool "${bp_args[@]}" || true
+sleep 2
+ramp bridgepool "${bp_args[@]}" --start-calls "${BP_START:-50}" --step-calls "${BP_STEP:-25}" \
+  --max-calls "${BP_MAX:-800}" || true
 echo "== worker metrics at the end"
-curl -s http://127.0.0.1:9292/metrics | grep -E "^bridgepool_worker_(capacity|headroom|core_busy|deadline_misses|sessions_refused)" || true
+curl -s http://127.0.0.1:9292/metrics | grep -E "^bridgepool_worker_(capacity_sessions|core_busy|deadline_misses)" || true
+
+echo "== summary"
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+def load(name):
+    try:
+        return json.load(open(f"{out}/{name}.json"))
+    except OSError:
+        return None
+rows = []
+for t in ("rtpengine", "bridgepool"):
+    ramp, fixed = load(f"{t}-ramp"), load(f"{t}-fixed")
+    if not ramp or not fixed:
+        print(f"{t}: missing reports"); continue
+    calls = fixed["calls"]["transcoded"]
+    cpu = sum(c["mean_pct"] for c in fixed["cpu"] if c["role"] == "measured")
+    q = {d: [x["correlation"] for x in fixed["quality"] if x["direction"] == d] for d in ("a_to_b", "b_to_a")}
+    mean = lambda v: sum(v) / len(v) if v else float("nan")
+    rows.append((t, ramp["ramp"]["highest_held"], ramp["ramp"]["stopped_because"], cpu / max(calls, 1),
+                 mean(q["a_to_b"]), mean(q["b_to_a"]), fixed["mos"], fixed["total"]["latency"]["p50_ms"],
+                 fixed["total"]["latency"]["p99_ms"], fixed["total"]["violations"]))
+print(f"{'target':<11} {'calls/core':>10} {'cpu%/call':>9} {'corr a>b':>8} {'corr b>a':>8} {'MOS':>5} {'p50 ms':>7} {'p99 ms':>7}  stopped because")
+for r in rows:
+    print(f"{r[0]:<11} {r[1]:>10} {r[3]:>9.2f} {r[4]:>8.3f} {r[5]:>8.3f} {r[6]:>5.2f} {r[7]:>7.2f} {r[8]:>7.2f}  {r[2]}")
+if len(rows) == 2 and rows[0][1]:
+    print(f"density ratio bridgepool / rtpengine: {rows[1][1] / rows[0][1]:.1f}x; "
+          f"CPU per call ratio: {rows[0][3] / max(rows[1][3], 1e-9):.1f}x")
+PY

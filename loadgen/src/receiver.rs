@@ -2,18 +2,22 @@
 //! poll loop, timestamps each datagram on arrival and feeds the stream's [`StreamStats`].
 //!
 //! One thread for all sockets keeps the loadgen's own cost small and off the async runtime.
+//! Arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS, through quinn-udp), not
+//! the moment this thread got around to reading: under load the loadgen's own scheduling would
+//! otherwise be measured as the target's latency.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bridgepool_codecs::rtp::{RtpPacket, is_rtcp};
 use mio::{Events, Interest, Poll, Token, Waker};
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 
 use crate::stats::{RtpFields, SendTimes, StreamStats};
 
@@ -23,6 +27,8 @@ pub type SharedStats = Arc<Mutex<StreamStats>>;
 /// How long a blocking poll sleeps at most (the stop flag is read this often).
 const IDLE_POLL: Duration = Duration::from_millis(50);
 const WAKER: Token = Token(usize::MAX);
+/// Datagrams per recvmmsg.
+const BATCH: usize = 8;
 
 /// One socket whose datagrams feed `stats`; `input` is the send log of the stream whose
 /// transcoded output arrives here.
@@ -102,6 +108,8 @@ impl Drop for Receivers {
 
 struct Registered {
     socket: mio::net::UdpSocket,
+    /// quinn-udp's view of the socket: it turned SO_TIMESTAMPNS on and parses the cmsgs.
+    udp: UdpSocketState,
     stats: SharedStats,
     input: Arc<dyn SendTimes + Send + Sync>,
 }
@@ -112,7 +120,12 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
     let mut sockets: Vec<Option<Registered>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut calls: HashMap<u64, Vec<usize>> = HashMap::new();
-    let mut buf = vec![0u8; 2048];
+    let mut bufs = Box::new([[0u8; 2048]; BATCH]);
+    // Kernel timestamps are Unix time; the run counts from `epoch`.
+    let epoch_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(epoch.elapsed());
     while !stop.load(Ordering::Relaxed) {
         if let Err(e) = poll.poll(&mut events, Some(IDLE_POLL))
             && e.kind() != io::ErrorKind::Interrupted
@@ -124,17 +137,30 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
             let Some(Some(r)) = sockets.get(event.token().0) else {
                 continue;
             };
-            // Edge triggered: read until the socket is empty.
+            // Edge triggered: read until a batch comes back short.
             loop {
-                match r.socket.recv_from(&mut buf) {
-                    Ok((len, _)) => {
-                        let arrival_us =
-                            Instant::now().saturating_duration_since(epoch).as_micros() as u64;
-                        on_datagram(&r.stats, &buf[..len], arrival_us, r.input.as_ref());
-                    }
+                let mut metas = [RecvMeta::default(); BATCH];
+                let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(&mut b[..]));
+                let n = match r.udp.recv(UdpSockRef::from(&r.socket), &mut iovs, &mut metas) {
+                    Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // ICMP port unreachable surfaces as an error on Linux: keep reading.
                     Err(_) => continue,
+                };
+                let read_at = Instant::now().saturating_duration_since(epoch);
+                for (meta, buf) in metas.iter().zip(bufs.iter()).take(n) {
+                    let arrival = meta
+                        .timestamp
+                        .map_or(read_at, |t| t.saturating_sub(epoch_unix));
+                    // quinn-udp turns GRO on: one buffer may hold several datagrams of `stride`.
+                    let received = &buf[..meta.len.min(buf.len())];
+                    for datagram in received.chunks(meta.stride.max(1)) {
+                        let at = arrival.as_micros() as u64;
+                        on_datagram(&r.stats, datagram, at, r.input.as_ref());
+                    }
+                }
+                if n < BATCH {
+                    break;
                 }
             }
         }
@@ -150,6 +176,14 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
                             sockets.push(None);
                             sockets.len() - 1
                         });
+                        let udp = match UdpSocketState::new(UdpSockRef::from(&l.socket)) {
+                            Ok(u) => u,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot set a leg socket up");
+                                free.push(token);
+                                continue;
+                            }
+                        };
                         let mut socket = mio::net::UdpSocket::from_std(l.socket);
                         if let Err(e) =
                             poll.registry()
@@ -161,6 +195,7 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
                         }
                         sockets[token] = Some(Registered {
                             socket,
+                            udp,
                             stats: l.stats,
                             input: l.input,
                         });
