@@ -2,7 +2,8 @@
 //! DTX, durations, and garbage that must be an error rather than a panic.
 
 use bridgepool_codecs::opus::{
-    self, Application, EncoderConfig, OpusDecoder, OpusEncoder, SampleRate, packet_has_fec, packet_samples,
+    self, Application, EncoderConfig, OpusDecoder, OpusEncoder, SampleRate, packet_has_fec,
+    packet_samples,
 };
 use bridgepool_codecs::quality::align_and_compare;
 use proptest::prelude::*;
@@ -134,7 +135,11 @@ fn audio_application_is_closer_to_the_input_and_still_carries_fec_under_loss() {
     let lossy = encode_all(&pcm, &config(Application::Audio, 15));
     assert!(!lossy.iter().any(celt), "loss expected: SILK");
     let with_fec = lossy.iter().filter(|p| packet_has_fec(p)).count();
-    assert!(with_fec > lossy.len() / 2, "{with_fec} of {} carry FEC", lossy.len());
+    assert!(
+        with_fec > lossy.len() / 2,
+        "{with_fec} of {} carry FEC",
+        lossy.len()
+    );
 }
 
 #[test]

@@ -97,7 +97,10 @@ impl Metrics {
         );
         let _ = writeln!(out, "{name}_count {cumulative}");
 
-        let (mut capacity, mut sessions) = (0u64, 0u64);
+        // Utilization is of ready workers on both sides: draining workers' calls do not use ready
+        // capacity and leave by themselves; counting them against it would jump at every
+        // scale-in and make an autoscaler add back the worker it just removed.
+        let (mut capacity, mut sessions, mut ready_sessions) = (0u64, 0u64, 0u64);
         let mut states = [0u64; 3];
         for (_, w) in registry.iter() {
             let i = match w.state {
@@ -108,6 +111,7 @@ impl Metrics {
             states[i] += 1;
             if w.state == WorkerState::Ready {
                 capacity += w.stats.capacity_sessions;
+                ready_sessions += w.stats.live_sessions;
             }
             if w.state != WorkerState::Lost {
                 sessions += w.stats.live_sessions;
@@ -134,12 +138,12 @@ impl Metrics {
             &mut out,
             "bridgepool_scheduler_pool_utilization",
             "gauge",
-            "pool_sessions / pool_capacity: the autoscaling signal.",
+            "Sessions on ready workers / their capacity: the autoscaling signal.",
         );
         let utilization = if capacity == 0 {
             0.0
         } else {
-            sessions as f64 / capacity as f64
+            ready_sessions as f64 / capacity as f64
         };
         let _ = writeln!(
             out,
@@ -159,5 +163,58 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bridgepool_proto::v1;
+
+    use super::*;
+
+    fn worker(id: &str, live: u64, draining: bool) -> v1::WorkerStatus {
+        v1::WorkerStatus {
+            stats: Some(v1::WorkerStats {
+                worker_id: id.into(),
+                endpoint: format!("http://{id}:50061"),
+                capacity_sessions: 100,
+                headroom_sessions: 100 - live,
+                live_sessions: live,
+                draining,
+                cores: vec![],
+            }),
+            session_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn utilization_is_of_ready_workers_only() {
+        let mut registry = Registry::new(Duration::from_secs(3));
+        let now = Instant::now();
+        registry.heartbeat(now, worker("ready", 10, false)).unwrap();
+        registry
+            .heartbeat(now, worker("leaving", 50, true))
+            .unwrap();
+        let text = Metrics::default().render(&registry);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+                .to_owned()
+        };
+        assert_eq!(
+            line("bridgepool_scheduler_pool_utilization "),
+            "bridgepool_scheduler_pool_utilization 0.1000"
+        );
+        assert_eq!(
+            line("bridgepool_scheduler_pool_capacity_sessions "),
+            "bridgepool_scheduler_pool_capacity_sessions 100"
+        );
+        assert_eq!(
+            line("bridgepool_scheduler_pool_sessions "),
+            "bridgepool_scheduler_pool_sessions 60"
+        );
     }
 }

@@ -36,16 +36,23 @@ pub struct WorkerEntry {
     /// Headroom placements used since its last heartbeat (so a burst between heartbeats does not
     /// overfill it).
     pub placed_since_heartbeat: u64,
+    /// Sessions released through us since its last heartbeat: their headroom is free again
+    /// before the worker says so (a relay releasing a burst of calls and placing the next burst
+    /// within one heartbeat interval must not see the pool full).
+    pub released_since_heartbeat: u64,
 }
 
 impl WorkerEntry {
     /// Headroom left by what we know.
     pub fn headroom(&self) -> u64 {
-        self.stats
-            .headroom_sessions
+        (self.stats.headroom_sessions + self.released_since_heartbeat)
+            .min(self.stats.capacity_sessions)
             .saturating_sub(self.placed_since_heartbeat)
     }
 }
+
+/// Leases after which a lost worker is forgotten.
+const FORGET_AFTER_LEASES: u32 = 20;
 
 /// What a heartbeat changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +117,7 @@ impl Registry {
             last_seen: now,
             state,
             placed_since_heartbeat: 0,
+            released_since_heartbeat: 0,
         };
         let previous = self.workers.insert(id, entry);
         Ok(match previous {
@@ -129,6 +137,13 @@ impl Registry {
                 lost.push((id.clone(), w.sessions.drain().collect()));
             }
         }
+        // A worker lost for this long was scaled in or replaced: forget it, so ListWorkers and
+        // the metrics describe the pool that exists. Release of its sessions still answers
+        // `already_released` (an unknown worker holds nothing).
+        let forget = self.lease * FORGET_AFTER_LEASES;
+        self.workers.retain(|_, w| {
+            w.state != WorkerState::Lost || now.saturating_duration_since(w.last_seen) <= forget
+        });
         lost
     }
 
@@ -165,14 +180,16 @@ impl Registry {
     /// A worker refused: treat it as full until its next heartbeat.
     pub fn refused(&mut self, id: &str) {
         if let Some(w) = self.workers.get_mut(id) {
-            w.placed_since_heartbeat = w.stats.headroom_sessions;
+            w.placed_since_heartbeat = w.stats.headroom_sessions + w.released_since_heartbeat;
         }
     }
 
     /// Forgets a session (released).
     pub fn released(&mut self, id: &str, local_session: &str) {
-        if let Some(w) = self.workers.get_mut(id) {
-            w.sessions.remove(local_session);
+        if let Some(w) = self.workers.get_mut(id)
+            && w.sessions.remove(local_session)
+        {
+            w.released_since_heartbeat += 1;
         }
     }
 
@@ -232,6 +249,13 @@ mod tests {
         );
         assert_eq!(r.get("w1").unwrap().sessions.len(), 1);
         assert!(!r.candidates()[0].lost);
+        // Lost for good: forgotten after 20 leases, not before.
+        r.expire(t0 + Duration::from_secs(5 + 4));
+        assert!(r.candidates()[0].lost);
+        r.expire(t0 + Duration::from_secs(5 + 60));
+        assert_eq!(r.candidates().len(), 1, "20 leases of 3 s: still listed");
+        r.expire(t0 + Duration::from_secs(5 + 61));
+        assert!(r.candidates().is_empty());
     }
 
     #[test]
@@ -246,6 +270,31 @@ mod tests {
         r.heartbeat(t0, status("w1", 5, true, &["x"])).unwrap();
         let c = &r.candidates()[0];
         assert_eq!((c.headroom, c.draining), (5, true));
+    }
+
+    #[test]
+    fn releases_free_headroom_before_the_next_heartbeat() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(3));
+        r.heartbeat(t0, status("w1", 0, false, &["a", "b", "c"]))
+            .unwrap();
+        assert_eq!(r.candidates()[0].headroom, 0, "full");
+        r.released("w1", "a");
+        r.released("w1", "b");
+        r.released("w1", "a");
+        r.released("w1", "unknown");
+        assert_eq!(r.candidates()[0].headroom, 2, "each known session once");
+        r.placed("w1", "d");
+        assert_eq!(r.candidates()[0].headroom, 1);
+        r.refused("w1");
+        assert_eq!(r.candidates()[0].headroom, 0, "a refusal still means full");
+        // Never above the worker's capacity.
+        let mut r = Registry::new(Duration::from_secs(3));
+        r.heartbeat(t0, status("w2", 99, false, &["a", "b"]))
+            .unwrap();
+        r.released("w2", "a");
+        r.released("w2", "b");
+        assert_eq!(r.candidates()[0].headroom, 100);
     }
 
     #[test]
