@@ -25,12 +25,12 @@ pub struct CoreFigures {
     pub capacity: AtomicU64,
     /// Missed frame deadlines since start.
     pub deadline_misses: AtomicU64,
-    /// Misses in the last window.
+    /// Misses in the last window when the window before it missed too (sustained lateness).
     pub recent_misses: AtomicU64,
 }
 
 impl CoreFigures {
-    /// Sessions it can still admit (0 after a recent deadline miss).
+    /// Sessions it can still admit (0 while deadlines are being missed window after window).
     pub fn headroom(&self) -> u64 {
         if self.recent_misses.load(Ordering::Relaxed) > 0 {
             return 0;
@@ -51,6 +51,8 @@ pub(super) struct LoadMeter {
     window_start: Instant,
     busy: Duration,
     misses: u64,
+    /// Whether the previous window missed any deadline.
+    missed_before: bool,
     /// Session-seconds carried in the window so far, and where that count stands.
     session_time: f64,
     sessions_since: (Instant, usize),
@@ -70,6 +72,7 @@ impl LoadMeter {
             window_start: now,
             busy: Duration::ZERO,
             misses: 0,
+            missed_before: false,
             session_time: 0.0,
             sessions_since: (now, 0),
             calibrated_cost: calibrated_cost.max(1e-4),
@@ -121,7 +124,11 @@ impl LoadMeter {
         figures
             .busy_ppm
             .store((busy * 1e6) as u64, Ordering::Relaxed);
-        figures.recent_misses.store(self.misses, Ordering::Relaxed);
+        // One late stretch (a host stall, a page fault storm) makes every timer due in it late
+        // at once: that says nothing about load. Misses in two windows running do.
+        let sustained = if self.missed_before { self.misses } else { 0 };
+        figures.recent_misses.store(sustained, Ordering::Relaxed);
+        self.missed_before = self.misses > 0;
         figures.sessions.store(sessions as u64, Ordering::Relaxed);
         self.window_start = now;
         self.busy = Duration::ZERO;
@@ -148,8 +155,16 @@ mod tests {
         assert_eq!(figures.capacity.load(Ordering::Relaxed), 20);
         assert_eq!(figures.headroom(), 10);
         meter.miss(&figures);
+        meter.busy(Duration::from_millis(400));
         meter.roll(t0 + WINDOW * 3, 10, &figures);
-        assert_eq!(figures.headroom(), 0, "a missed deadline closes admission");
+        assert_eq!(figures.headroom(), 10, "one late window is a stall, not load");
+        meter.miss(&figures);
+        meter.busy(Duration::from_millis(400));
+        meter.roll(t0 + WINDOW * 4, 10, &figures);
+        assert_eq!(figures.headroom(), 0, "misses window after window close admission");
+        meter.busy(Duration::from_millis(400));
+        meter.roll(t0 + WINDOW * 5, 10, &figures);
+        assert_eq!(figures.headroom(), 10, "and a clean window opens it again");
     }
 
     #[test]
