@@ -180,26 +180,64 @@ fn main() {
         };
         let open = run(&client, &request, CALLS, SENDERS, Some(rate)).await;
         println!(
-            "allocate+release open loop at {rate:.0}/s: {CALLS} calls, {registered} workers: achieved {:.0} calls/s, latency p50 {:?} p99 {:?} max {:?}",
-            open.0, open.1, open.2, open.3
+            "open loop at {rate:.0}/s offered, {CALLS} calls, {registered} workers: achieved {:.0} calls/s\n  allocate+release {}\n  allocate         {}\n  release          {}",
+            open.rate, open.pair, open.allocate, open.release
         );
         let closed = run(&client, &request, CALLS, CONCURRENCY, None).await;
         println!(
-            "allocate+release closed loop, {CONCURRENCY} in flight: {:.0} calls/s, latency p50 {:?} p99 {:?} max {:?}",
-            closed.0, closed.1, closed.2, closed.3
+            "closed loop, {CONCURRENCY} in flight: {:.0} calls/s\n  allocate+release {}\n  allocate         {}\n  release          {}",
+            closed.rate, closed.pair, closed.allocate, closed.release
         );
     });
 }
 
+/// Latency percentiles of one kind of request.
+struct Percentiles {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Percentiles {
+    fn of(mut l: Vec<Duration>) -> Self {
+        l.sort();
+        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+        Self {
+            p50: pct(0.50),
+            p99: pct(0.99),
+            max: l[l.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.max.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// What a run measured: calls per second, and latency of the pair, of Allocate, of Release.
+struct Outcome {
+    rate: f64,
+    pair: Percentiles,
+    allocate: Percentiles,
+    release: Percentiles,
+}
+
 /// Runs `calls` Allocate+Release pairs over `tasks` tasks, paced at `rate` per second if given.
-/// Returns (calls per second, p50, p99, max).
 async fn run(
     client: &SchedulerClient<tonic::transport::Channel>,
     request: &v1::AllocateRequest,
     calls: usize,
     tasks: usize,
     rate: Option<f64>,
-) -> (f64, Duration, Duration, Duration) {
+) -> Outcome {
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(calls)));
     let started = Instant::now();
     let mut handles = Vec::new();
@@ -217,13 +255,15 @@ async fn run(
                 r.call_id = format!("bench-{n}");
                 let t0 = Instant::now();
                 let a = client.allocate(r).await.expect("allocate").into_inner();
+                let t1 = Instant::now();
                 client
                     .release(v1::ReleaseRequest {
                         session_id: a.session_id,
                     })
                     .await
                     .expect("release");
-                latencies.lock().expect("lock").push(t0.elapsed());
+                let t2 = Instant::now();
+                latencies.lock().expect("lock").push((t1 - t0, t2 - t1));
             }
         }));
     }
@@ -231,13 +271,11 @@ async fn run(
         h.await.expect("task");
     }
     let took = started.elapsed();
-    let mut l = latencies.lock().expect("lock").clone();
-    l.sort();
-    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
-    (
-        calls as f64 / took.as_secs_f64(),
-        pct(0.50),
-        pct(0.99),
-        l[l.len() - 1],
-    )
+    let l = latencies.lock().expect("lock").clone();
+    Outcome {
+        rate: calls as f64 / took.as_secs_f64(),
+        pair: Percentiles::of(l.iter().map(|(a, r)| *a + *r).collect()),
+        allocate: Percentiles::of(l.iter().map(|(a, _)| *a).collect()),
+        release: Percentiles::of(l.iter().map(|(_, r)| *r).collect()),
+    }
 }

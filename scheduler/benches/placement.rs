@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 fn bench(c: &mut Criterion) {
     let pool: Vec<Candidate> = (0..100)
         .map(|i| Candidate {
-            id: format!("worker-{i}"),
+            id: format!("worker-{i}").into(),
             headroom: (i * 37 % 200) as u64,
             draining: i % 17 == 0,
             lost: i % 23 == 0,

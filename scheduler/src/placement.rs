@@ -12,7 +12,7 @@ use rand::Rng;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
     /// Worker id.
-    pub id: String,
+    pub id: std::sync::Arc<str>,
     /// Sessions it can still admit.
     pub headroom: u64,
     /// It admits nothing new.
@@ -64,7 +64,7 @@ mod tests {
 
     fn worker(id: usize, headroom: u64, draining: bool, lost: bool) -> Candidate {
         Candidate {
-            id: format!("w{id}"),
+            id: format!("w{id}").into(),
             headroom,
             draining,
             lost,

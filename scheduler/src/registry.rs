@@ -2,7 +2,8 @@
 //! its sessions are reported lost so the relay can act. A worker that comes back re-registers
 //! with its live sessions. Time is passed in, so the lease logic runs on virtual time in tests.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridgepool_proto::v1;
@@ -67,7 +68,8 @@ pub enum Registered {
 #[derive(Debug)]
 pub struct Registry {
     lease: Duration,
-    workers: HashMap<String, WorkerEntry>,
+    /// By id, in id order: placement takes them in a stable order without sorting per call.
+    workers: BTreeMap<Arc<str>, WorkerEntry>,
 }
 
 impl Registry {
@@ -75,7 +77,7 @@ impl Registry {
     pub fn new(lease: Duration) -> Self {
         Self {
             lease,
-            workers: HashMap::new(),
+            workers: BTreeMap::new(),
         }
     }
 
@@ -119,7 +121,7 @@ impl Registry {
             placed_since_heartbeat: 0,
             released_since_heartbeat: 0,
         };
-        let previous = self.workers.insert(id, entry);
+        let previous = self.workers.insert(Arc::from(id), entry);
         Ok(match previous {
             Some(p) if p.state != WorkerState::Lost => Registered::Refreshed,
             _ => Registered::New,
@@ -134,7 +136,7 @@ impl Registry {
                 && now.saturating_duration_since(w.last_seen) > self.lease
             {
                 w.state = WorkerState::Lost;
-                lost.push((id.clone(), w.sessions.drain().collect()));
+                lost.push((id.to_string(), w.sessions.drain().collect()));
             }
         }
         // A worker lost for this long was scaled in or replaced: forget it, so ListWorkers and
@@ -147,10 +149,10 @@ impl Registry {
         lost
     }
 
-    /// Placement's view.
+    /// Placement's view, in id order (a stable order keeps placement deterministic for a given
+    /// RNG). Ids are shared, not copied: this runs on every Allocate.
     pub fn candidates(&self) -> Vec<Candidate> {
-        let mut c: Vec<Candidate> = self
-            .workers
+        self.workers
             .iter()
             .map(|(id, w)| Candidate {
                 id: id.clone(),
@@ -158,10 +160,7 @@ impl Registry {
                 draining: w.state == WorkerState::Draining,
                 lost: w.state == WorkerState::Lost,
             })
-            .collect();
-        // A stable order keeps placement deterministic for a given RNG.
-        c.sort_by(|a, b| a.id.cmp(&b.id));
-        c
+            .collect()
     }
 
     /// A worker by id.
@@ -194,7 +193,7 @@ impl Registry {
     }
 
     /// Every worker.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &WorkerEntry)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &WorkerEntry)> {
         self.workers.iter()
     }
 }

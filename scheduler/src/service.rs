@@ -216,7 +216,7 @@ impl SchedulerService {
                 Ok(response) => {
                     let created = response.into_inner();
                     state.registry().placed(&worker, &created.session_id);
-                    return Ok((worker, created));
+                    return Ok((worker.to_string(), created));
                 }
                 Err(status) if worth_another_worker(&status) => {
                     tracing::info!(%worker, code = ?status.code(), message = %status.message(), "worker refused; trying another");
@@ -459,7 +459,7 @@ impl Scheduler for SchedulerService {
             .registry()
             .iter()
             .map(|(id, w)| v1::WorkerInfo {
-                worker_id: id.clone(),
+                worker_id: id.to_string(),
                 endpoint: w.endpoint.clone(),
                 state: match w.state {
                     WorkerState::Ready => v1::WorkerState::Ready,

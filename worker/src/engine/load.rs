@@ -157,11 +157,19 @@ mod tests {
         meter.miss(&figures);
         meter.busy(Duration::from_millis(400));
         meter.roll(t0 + WINDOW * 3, 10, &figures);
-        assert_eq!(figures.headroom(), 10, "one late window is a stall, not load");
+        assert_eq!(
+            figures.headroom(),
+            10,
+            "one late window is a stall, not load"
+        );
         meter.miss(&figures);
         meter.busy(Duration::from_millis(400));
         meter.roll(t0 + WINDOW * 4, 10, &figures);
-        assert_eq!(figures.headroom(), 0, "misses window after window close admission");
+        assert_eq!(
+            figures.headroom(),
+            0,
+            "misses window after window close admission"
+        );
         meter.busy(Duration::from_millis(400));
         meter.roll(t0 + WINDOW * 5, 10, &figures);
         assert_eq!(figures.headroom(), 10, "and a clean window opens it again");
