@@ -20,8 +20,22 @@ use tokio::task::JoinHandle;
 
 /// Forwards every datagram from `a` to `b` and from `b` to `a`, unchanged.
 async fn relay(socket: tokio::net::UdpSocket, a: SocketAddr, b: SocketAddr) {
+    relay_after(socket, a, b, None).await;
+}
+
+/// Like [`relay`], dropping everything in the `mute` window.
+async fn relay_after(
+    socket: tokio::net::UdpSocket,
+    a: SocketAddr,
+    b: SocketAddr,
+    mute: Option<(Instant, Instant)>,
+) {
     let mut buf = vec![0u8; 2048];
     while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+        let now = Instant::now();
+        if mute.is_some_and(|(from, to)| from <= now && now < to) {
+            continue;
+        }
         let to = if from == a {
             b
         } else if from == b {
@@ -145,6 +159,8 @@ struct RelayTarget {
     relays: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Calls it accepts at once (0: no limit).
     capacity: usize,
+    /// Drop all media in this window (a stall of the whole target).
+    mute: Option<(Instant, Instant)>,
 }
 
 impl Target for RelayTarget {
@@ -169,7 +185,7 @@ impl Target for RelayTarget {
             }
             let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
             let addr = socket.local_addr()?;
-            let task = tokio::spawn(relay(socket, req.leg_a, req.leg_b));
+            let task = tokio::spawn(relay_after(socket, req.leg_a, req.leg_b, self.mute));
             self.relays
                 .lock()
                 .unwrap()
@@ -334,6 +350,45 @@ async fn ramp_reports_the_highest_density_before_refusals() {
     assert_eq!(report.calls.refused, 1);
     assert!(report.service_level_held);
     assert!(html::render(&report).contains("Ramp"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramp_runs_a_broken_step_again_before_it_counts() {
+    let media = Arc::new(EncodedMedia::synthetic(3).unwrap());
+    let mode = Mode::Ramp {
+        start_calls: 2,
+        step_calls: 2,
+        step_duration: Duration::from_millis(600),
+        max_calls: 100,
+    };
+    let mut config = LoadConfig::new(mode);
+    config.quality_calls = 0;
+    config.sample_interval = Duration::from_millis(200);
+    config.service_level.max_p99_ms = f64::INFINITY;
+    config.service_level.max_loss_pct = 5.0;
+    // The target goes deaf in the first step only, once its streams are up, as a host stall
+    // would.
+    let now = Instant::now();
+    let target = RelayTarget {
+        capacity: 5,
+        mute: Some((
+            now + Duration::from_millis(300),
+            now + Duration::from_millis(700),
+        )),
+        ..RelayTarget::default()
+    };
+    let report = run_load(&target, media, &config, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
+    let ramp = report.ramp.as_ref().expect("a ramp outcome");
+    let steps: Vec<_> = ramp.steps.iter().map(|s| (s.calls, s.held)).collect();
+    assert_eq!(
+        steps,
+        vec![(2, false), (2, true), (4, true), (5, false)],
+        "{ramp:?}"
+    );
+    assert_eq!(ramp.highest_held, 4);
+    assert!(ramp.stopped_because.contains("refused"), "{ramp:?}");
 }
 
 #[test]
