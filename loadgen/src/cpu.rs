@@ -79,13 +79,17 @@ pub struct CpuSummary {
 }
 
 impl CpuSampler {
-    /// Tracks `measured` processes and the loadgen itself (listed last).
+    /// Tracks `measured` processes and the loadgen itself (listed last, unless it is one of the
+    /// measured: the demo's pool runs inside the loadgen).
     pub fn new(measured: &[u32]) -> Self {
         let mut procs: Vec<Tracked> = measured
             .iter()
             .map(|&pid| Tracked::new(pid, "measured"))
             .collect();
-        procs.push(Tracked::new(std::process::id(), "loadgen"));
+        let me = std::process::id();
+        if !measured.contains(&me) {
+            procs.push(Tracked::new(me, "loadgen"));
+        }
         let mut s = Self { procs };
         s.sample();
         s

@@ -98,6 +98,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let report = run_load(target.as_ref(), Arc::new(media), &config, &progress).await?;
     progress.finish_and_clear();
     print!("{}", table::render(&report));
+    if report_dir.is_some() {
+        println!(
+            "(demo: one process holds the scheduler, the worker and the loadgen: its CPU is all three)"
+        );
+    }
     let (json_path, html_path) = match report_dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir)
