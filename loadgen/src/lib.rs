@@ -1,6 +1,6 @@
 //! bridgepool-loadgen: density testing, acting as the relay tier.
 //!
-//! It sets calls up through a [`target::Target`] (bridgepool's Scheduler over gRPC, or rtpengine
+//! It sets calls up through a [`targets::Target`] (bridgepool's Scheduler over gRPC, or rtpengine
 //! over its ng protocol), plays the project's speech sample as paced RTP on both legs of every
 //! call from its own UDP sockets on loopback, and measures what comes back: loss, duplicates,
 //! reordering, RFC 3550 jitter, added latency, RTP rule violations, audio quality of sampled calls
@@ -10,7 +10,7 @@
 //! The run loop, for a library caller (the `demo` embeds a pool and calls this):
 //!
 //! ```no_run
-//! # async fn demo(target: &dyn bridgepool_loadgen::target::Target) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(target: &dyn bridgepool_loadgen::targets::Target) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::{sync::Arc, time::Duration};
 //! use bridgepool_loadgen::{config::{LoadConfig, Mode}, media::EncodedMedia, run_load};
 //! let media = Arc::new(EncodedMedia::synthetic(10)?);
@@ -22,7 +22,7 @@
 //!
 //! Pieces: [`media`] (pre-encoded payloads), [`pacer`] (the sender thread), [`receiver`] and
 //! [`stats`] (measurement), [`quality`] and [`mos`], [`cpu`], [`run`] (modes and the timeline),
-//! [`report`] (table, JSON, HTML), [`target`], [`pool`] (the demo's embedded pool), [`bencode`], [`ng`] and [`sdp`], [`cli`].
+//! [`report`] (table, JSON, HTML), [`targets`], [`pool`] (the demo's embedded pool), [`bencode`], [`ng`] and [`sdp`], [`cli`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -42,6 +42,6 @@ pub mod report;
 pub mod run;
 pub mod sdp;
 pub mod stats;
-pub mod target;
+pub mod targets;
 
 pub use run::run_load;

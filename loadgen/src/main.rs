@@ -11,9 +11,9 @@ use bridgepool_loadgen::media::EncodedMedia;
 use bridgepool_loadgen::pool;
 use bridgepool_loadgen::report::{html, json, table};
 use bridgepool_loadgen::run_load;
-use bridgepool_loadgen::target::Target;
-use bridgepool_loadgen::target::bridgepool::BridgepoolTarget;
-use bridgepool_loadgen::target::rtpengine::RtpengineTarget;
+use bridgepool_loadgen::targets::Target;
+use bridgepool_loadgen::targets::bridgepool::BridgepoolTarget;
+use bridgepool_loadgen::targets::rtpengine::RtpengineTarget;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -1,6 +1,6 @@
 //! rtpengine's ng control protocol: a UDP datagram holding a cookie, one space and a bencoded
 //! dictionary; the reply echoes the cookie. This module builds the three commands the loadgen uses
-//! (offer, answer, delete) and reads replies; [`crate::target::rtpengine`] does the IO.
+//! (offer, answer, delete) and reads replies; [`crate::targets::rtpengine`] does the IO.
 
 use crate::bencode::{self, Value};
 

@@ -25,7 +25,7 @@ use crate::report::{CallCounts, Direction, RampOutcome, Report, TimelinePoint};
 use crate::stats::{
     DELIVERY_BUCKET_US, LatencySummary, SendTimes, StreamExpectation, StreamStats, StreamSummary,
 };
-use crate::target::{Allocation, CallHandle, CallRequest, LegMedia, Target, TargetError};
+use crate::targets::{Allocation, CallHandle, CallRequest, LegMedia, Target, TargetError};
 
 /// Frames captured per sampled stream for the quality check (60 s).
 const QUALITY_FRAMES: usize = 3000;

@@ -13,7 +13,7 @@ use bridgepool_loadgen::receiver::{Listen, Receivers};
 use bridgepool_loadgen::report::{html, json, table};
 use bridgepool_loadgen::run_load;
 use bridgepool_loadgen::stats::{SendTimes, StreamExpectation, StreamStats};
-use bridgepool_loadgen::target::{
+use bridgepool_loadgen::targets::{
     Allocation, BoxFuture, CallHandle, CallRequest, LegMedia, Target, TargetError,
 };
 use tokio::task::JoinHandle;

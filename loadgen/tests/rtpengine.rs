@@ -11,7 +11,7 @@ use bridgepool_loadgen::config::{LoadConfig, Mode};
 use bridgepool_loadgen::media::EncodedMedia;
 use bridgepool_loadgen::report::table;
 use bridgepool_loadgen::run_load;
-use bridgepool_loadgen::target::rtpengine::RtpengineTarget;
+use bridgepool_loadgen::targets::rtpengine::RtpengineTarget;
 
 /// Kills the daemon this test started, whatever happens.
 struct Daemon(Child);

@@ -1,0 +1,192 @@
+//! rtpengine as the target, over its ng control protocol (bencode over UDP), as Kamailio's
+//! rtpengine module drives it: `offer` with A's SDP (and, for a transcoding call,
+//! `codec: {transcode: [opus/48000/2], mask: [PCMU]}` so B is offered Opus only), `answer` with
+//! B's SDP, `delete` at the end.
+//!
+//! Each request goes out from a fresh ephemeral socket and is retransmitted with the same cookie
+//! on timeout (rtpengine answers a repeated cookie from its cache, so a retry is idempotent).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+use super::{Allocation, BoxFuture, CallHandle, CallRequest, LegMedia, Target, TargetError};
+use crate::bencode::Value;
+use crate::media::{MediaCodec, PTIME_MS, TELEPHONE_EVENT_8K_PT};
+use crate::ng::{self, NgError};
+use crate::sdp::{SdpAudio, SdpCodec};
+
+/// The Opus format the loadgen asks rtpengine to transcode to, as Kamailio would write it.
+const OPUS_CODEC: &str = "opus/48000/2";
+
+/// An rtpengine daemon's `listen-ng` socket.
+pub struct RtpengineTarget {
+    ng: SocketAddr,
+    timeout: Duration,
+    retries: u32,
+}
+
+impl RtpengineTarget {
+    /// Talks to `ng`; each attempt waits `timeout`, a request is sent `1 + retries` times.
+    pub fn new(ng: SocketAddr, timeout: Duration, retries: u32) -> Self {
+        Self {
+            ng,
+            timeout,
+            retries,
+        }
+    }
+
+    /// Checks that the daemon answers (`ping` / `pong`).
+    pub async fn ping(&self) -> Result<(), TargetError> {
+        self.request(&ng::ping()).await.map(drop)
+    }
+
+    async fn request(&self, body: &Value) -> Result<Value, TargetError> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        socket.connect(self.ng).await?;
+        let cookie = format!("{:016x}", rand::random::<u64>());
+        let datagram = ng::frame(&cookie, body);
+        let mut buf = vec![0u8; 65_536];
+        for _ in 0..=self.retries {
+            socket.send(&datagram).await?;
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            loop {
+                let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await
+                else {
+                    break;
+                };
+                // ICMP port unreachable (daemon not up yet) shows as an error: wait it out.
+                let Ok(len) = received else { continue };
+                match ng::parse_reply(&buf[..len], &cookie) {
+                    // A late reply to an earlier request: keep waiting for ours.
+                    Err(NgError::CookieMismatch { .. }) => continue,
+                    Err(NgError::Refused { reason }) => {
+                        return Err(TargetError::Refused { reason });
+                    }
+                    Err(e) => return Err(TargetError::Protocol(e.to_string())),
+                    Ok(reply) => return Ok(reply),
+                }
+            }
+        }
+        Err(TargetError::Timeout(self.timeout * (self.retries + 1)))
+    }
+
+    async fn allocate_call(&self, req: &CallRequest) -> Result<Allocation, TargetError> {
+        let g711 = MediaCodec::g711(req.law);
+        let from_tag = format!("{}-A", req.call_id);
+        let to_tag = format!("{}-B", req.call_id);
+        let a_sdp = SdpAudio {
+            addr: req.leg_a,
+            codecs: vec![
+                SdpCodec::new(g711.default_payload_type(), g711.sdp_name(), 8000, 1),
+                SdpCodec::new(TELEPHONE_EVENT_8K_PT, "telephone-event", 8000, 1).with_fmtp("0-16"),
+            ],
+            ptime_ms: Some(PTIME_MS as u32),
+        };
+        let masked = [g711.sdp_name()];
+        let transcode = (!req.shared_codec).then_some((&[OPUS_CODEC][..], &masked[..]));
+        let offer = ng::offer(&req.call_id, &from_tag, &a_sdp.write(1), transcode);
+        let offered = parse_sdp(&self.request(&offer).await?)?;
+        let b_codec = if req.shared_codec {
+            g711
+        } else {
+            MediaCodec::Opus
+        };
+        let b_pt = offered
+            .codec(b_codec.sdp_name(), b_codec.clock_rate())
+            .map(|c| c.payload_type)
+            .ok_or_else(|| {
+                TargetError::Protocol(format!("offer to B lacks {}", b_codec.sdp_name()))
+            })?;
+        let fmtp = if b_codec == MediaCodec::Opus {
+            "useinbandfec=1"
+        } else {
+            ""
+        };
+        let b_sdp = SdpAudio {
+            addr: req.leg_b,
+            codecs: vec![
+                SdpCodec::new(
+                    b_pt,
+                    b_codec.sdp_name(),
+                    b_codec.clock_rate(),
+                    channels(b_codec),
+                )
+                .with_fmtp(fmtp),
+            ],
+            ptime_ms: Some(PTIME_MS as u32),
+        };
+        let answer = ng::answer(&req.call_id, &from_tag, &to_tag, &b_sdp.write(2));
+        let answered = match self.request(&answer).await.and_then(|r| parse_sdp(&r)) {
+            Ok(a) => a,
+            Err(e) => {
+                // Do not leave a half-set-up call behind in the daemon.
+                let _ = self.request(&ng::delete(&req.call_id, &from_tag)).await;
+                return Err(e);
+            }
+        };
+        let a_pt = answered
+            .codec(g711.sdp_name(), 8000)
+            .map_or(g711.default_payload_type(), |c| c.payload_type);
+        let handle = CallHandle(req.call_id.clone());
+        Ok(Allocation::Media {
+            handle,
+            leg_a: LegMedia {
+                send_to: answered.addr,
+                send_codec: g711,
+                send_payload_type: a_pt,
+                recv_codec: g711,
+                recv_payload_type: a_pt,
+            },
+            leg_b: LegMedia {
+                send_to: offered.addr,
+                send_codec: b_codec,
+                send_payload_type: b_pt,
+                recv_codec: b_codec,
+                recv_payload_type: b_pt,
+            },
+            transcoded: !req.shared_codec,
+        })
+    }
+
+    async fn release_call(&self, handle: &CallHandle) -> Result<(), TargetError> {
+        let from_tag = format!("{}-A", handle.0);
+        match self.request(&ng::delete(&handle.0, &from_tag)).await {
+            // Deleting a call rtpengine no longer knows is what a second release looks like.
+            Err(TargetError::Refused { reason }) if reason.contains("Unknown call") => Ok(()),
+            other => other.map(drop),
+        }
+    }
+}
+
+impl Target for RtpengineTarget {
+    fn name(&self) -> &str {
+        "rtpengine"
+    }
+
+    fn allocate<'a>(
+        &'a self,
+        req: &'a CallRequest,
+    ) -> BoxFuture<'a, Result<Allocation, TargetError>> {
+        Box::pin(self.allocate_call(req))
+    }
+
+    fn release<'a>(&'a self, handle: &'a CallHandle) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(self.release_call(handle))
+    }
+
+    /// rtpengine's encoder keeps the last frame of each transcoded stream.
+    fn held_frames(&self) -> u64 {
+        1
+    }
+}
+
+fn parse_sdp(reply: &Value) -> Result<SdpAudio, TargetError> {
+    let sdp = ng::reply_sdp(reply).map_err(|e| TargetError::Protocol(e.to_string()))?;
+    SdpAudio::parse(sdp).map_err(|e| TargetError::Protocol(format!("{e} in {sdp:?}")))
+}
+
+fn channels(codec: MediaCodec) -> u8 {
+    if codec == MediaCodec::Opus { 2 } else { 1 }
+}
