@@ -119,7 +119,12 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
     let mut sockets: Vec<Option<Registered>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut calls: HashMap<u64, Vec<usize>> = HashMap::new();
-    let mut bufs = Box::new([[0u8; 2048]; BATCH]);
+    // quinn-udp turns UDP GRO on: one read may carry up to 64 KiB of coalesced datagrams.
+    let Ok(mut bufs): Result<Box<[[u8; 65_536]; BATCH]>, _> =
+        vec![[0u8; 65_536]; BATCH].into_boxed_slice().try_into()
+    else {
+        return;
+    };
     // Kernel timestamps are Unix time; the run counts from `epoch`.
     let epoch_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -121,9 +121,14 @@ impl Registry {
             placed_since_heartbeat: 0,
             released_since_heartbeat: 0,
         };
+        let endpoint = entry.endpoint.clone();
         let previous = self.workers.insert(Arc::from(id), entry);
         Ok(match previous {
-            Some(p) if p.state != WorkerState::Lost => Registered::Refreshed,
+            // A worker back at another address (restarted within the lease) is new: its event
+            // stream has to be followed at the new address.
+            Some(p) if p.state != WorkerState::Lost && p.endpoint == endpoint => {
+                Registered::Refreshed
+            }
             _ => Registered::New,
         })
     }
@@ -269,6 +274,23 @@ mod tests {
         r.heartbeat(t0, status("w1", 5, true, &["x"])).unwrap();
         let c = &r.candidates()[0];
         assert_eq!((c.headroom, c.draining), (5, true));
+    }
+
+    #[test]
+    fn a_worker_back_at_another_address_is_new() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(3));
+        let moved = |endpoint: &str| {
+            let mut s = status("w1", 10, false, &[]);
+            s.stats.as_mut().unwrap().endpoint = endpoint.into();
+            s
+        };
+        assert_eq!(r.heartbeat(t0, moved("http://a:1")), Ok(Registered::New));
+        assert_eq!(
+            r.heartbeat(t0, moved("http://a:1")),
+            Ok(Registered::Refreshed)
+        );
+        assert_eq!(r.heartbeat(t0, moved("http://b:1")), Ok(Registered::New));
     }
 
     #[test]

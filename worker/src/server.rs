@@ -41,6 +41,9 @@ pub enum ServeError {
     Reflection(String),
 }
 
+/// How long open gRPC connections may linger once drained.
+const GRPC_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves until `shutdown` resolves (or a Drain call), then drains: new sessions are refused,
 /// live ones run to their end or the drain deadline. Returns when the last session is gone.
 pub async fn serve(
@@ -111,12 +114,28 @@ pub async fn serve(
             .tls_config(server_tls(tls)?)
             .map_err(|e| ServeError::Tls(e.to_string()))?;
     }
-    builder
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let drained = async move {
+        drained.await;
+        let _ = drained_tx.send(());
+    };
+    let server = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(WorkerServer::new(WorkerService::new(state.clone())))
-        .serve_with_incoming_shutdown(incoming(grpc), drained)
-        .await?;
+        .serve_with_incoming_shutdown(incoming(grpc), drained);
+    // Graceful shutdown waits for open requests and streams; a client that never lets go must
+    // not keep a drained worker (and its host's scale-in) alive.
+    tokio::select! {
+        served = server => served?,
+        () = async {
+            if drained_rx.await.is_ok() {
+                tokio::time::sleep(GRPC_CLOSE_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => tracing::warn!("gRPC connections still open after the drain; closing them"),
+    }
     state.engine.shutdown();
     tracing::info!("drained; worker stops");
     Ok(())
@@ -170,6 +189,13 @@ async fn wait_drained(state: &WorkerState) {
                     });
                 }
             }
+            // Sessions that ended by themselves meanwhile leave once their events are out.
+            for _ in 0..20 {
+                if state.engine.sessions().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -182,7 +208,9 @@ async fn pump_events(state: Arc<WorkerState>, mut events: UnboundedReceiver<Engi
         let session_id = format!("{}/{:x}", state.worker_id, event.id);
         let (kind, detail) = match &event.kind {
             EngineEventKind::Ended(snapshot) => {
-                let call_id_known = state.forget(event.id);
+                // Forgotten only after the event is out: the drain ends the event streams once
+                // no session is left, and this one's end must reach them first.
+                let call_id_known = state.call_id(event.id);
                 state.counters.ended(snapshot.ended, snapshot);
                 let (kind, detail) = match snapshot.ended {
                     Some(EndReason::MediaTimeout) => {
@@ -210,6 +238,7 @@ async fn pump_events(state: Arc<WorkerState>, mut events: UnboundedReceiver<Engi
                     leg_b: Some(stats.1),
                     worker_id: state.worker_id.clone(),
                 });
+                state.forget(event.id);
                 continue;
             }
             EngineEventKind::SsrcChanged => (v1::EventKind::SsrcChanged, "a peer changed SSRC"),

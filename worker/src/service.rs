@@ -392,8 +392,15 @@ impl Worker for WorkerService {
                     biased;
                     event = events.recv() => match event {
                         Ok(e) => {
-                            if tx.send(Ok(e)).await.is_err() {
-                                return;
+                            // A subscriber that stopped reading must not hold the stop (and so
+                            // the process) hostage: wait for room or the stop, whichever first.
+                            tokio::select! {
+                                biased;
+                                permit = tx.reserve() => match permit {
+                                    Ok(p) => p.send(Ok(e)),
+                                    Err(_) => return,
+                                },
+                                () = async { drop(stopped.wait_for(|s| *s).await) } => return,
                             }
                         }
                         Err(RecvError::Lagged(missed)) => {
@@ -402,6 +409,8 @@ impl Worker for WorkerService {
                         Err(RecvError::Closed) => return,
                     },
                     () = async { drop(stopped.wait_for(|s| *s).await) } => return,
+                    // The subscriber went away.
+                    () = tx.closed() => return,
                 }
             }
         });

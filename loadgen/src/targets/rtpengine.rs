@@ -43,7 +43,12 @@ impl RtpengineTarget {
     }
 
     async fn request(&self, body: &Value) -> Result<Value, TargetError> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let any: std::net::SocketAddr = if self.ng.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = UdpSocket::bind(any).await?;
         socket.connect(self.ng).await?;
         let cookie = format!("{:016x}", rand::random::<u64>());
         let datagram = ng::frame(&cookie, body);
@@ -73,8 +78,22 @@ impl RtpengineTarget {
     }
 
     async fn allocate_call(&self, req: &CallRequest) -> Result<Allocation, TargetError> {
-        let g711 = MediaCodec::g711(req.law);
         let from_tag = format!("{}-A", req.call_id);
+        let result = self.offer_and_answer(req, &from_tag).await;
+        if result.is_err() {
+            // The offer may have created the call in the daemon (even one whose reply was lost):
+            // do not leave it behind.
+            let _ = self.request(&ng::delete(&req.call_id, &from_tag)).await;
+        }
+        result
+    }
+
+    async fn offer_and_answer(
+        &self,
+        req: &CallRequest,
+        from_tag: &str,
+    ) -> Result<Allocation, TargetError> {
+        let g711 = MediaCodec::g711(req.law);
         let to_tag = format!("{}-B", req.call_id);
         let a_sdp = SdpAudio {
             addr: req.leg_a,
@@ -86,7 +105,7 @@ impl RtpengineTarget {
         };
         let masked = [g711.sdp_name()];
         let transcode = (!req.shared_codec).then_some((&[OPUS_CODEC][..], &masked[..]));
-        let offer = ng::offer(&req.call_id, &from_tag, &a_sdp.write(1), transcode);
+        let offer = ng::offer(&req.call_id, from_tag, &a_sdp.write(1), transcode);
         let offered = parse_sdp(&self.request(&offer).await?)?;
         let b_codec = if req.shared_codec {
             g711
@@ -117,15 +136,8 @@ impl RtpengineTarget {
             ],
             ptime_ms: Some(PTIME_MS as u32),
         };
-        let answer = ng::answer(&req.call_id, &from_tag, &to_tag, &b_sdp.write(2));
-        let answered = match self.request(&answer).await.and_then(|r| parse_sdp(&r)) {
-            Ok(a) => a,
-            Err(e) => {
-                // Do not leave a half-set-up call behind in the daemon.
-                let _ = self.request(&ng::delete(&req.call_id, &from_tag)).await;
-                return Err(e);
-            }
-        };
+        let answer = ng::answer(&req.call_id, from_tag, &to_tag, &b_sdp.write(2));
+        let answered = parse_sdp(&self.request(&answer).await?)?;
         let a_pt = answered
             .codec(g711.sdp_name(), 8000)
             .map_or(g711.default_payload_type(), |c| c.payload_type);

@@ -114,7 +114,9 @@ impl LoadMeter {
             });
         }
         let cost = match self.live_cost {
-            Some(live) if sessions >= LIVE_TRUST_SESSIONS => live,
+            // Never below half the calibration: sessions set up but not yet carrying media
+            // (ringing) cost almost nothing, and must not make room for twice what fits.
+            Some(live) if sessions >= LIVE_TRUST_SESSIONS => live.max(self.calibrated_cost * 0.5),
             Some(live) => live.max(self.calibrated_cost),
             None => self.calibrated_cost,
         };
@@ -129,7 +131,8 @@ impl LoadMeter {
         let sustained = if self.missed_before { self.misses } else { 0 };
         figures.recent_misses.store(sustained, Ordering::Relaxed);
         self.missed_before = self.misses > 0;
-        figures.sessions.store(sessions as u64, Ordering::Relaxed);
+        // `sessions` is the shard's; the control plane counts creates in flight on top of it
+        // (the shard stores its own count on every insert and removal).
         self.window_start = now;
         self.busy = Duration::ZERO;
         self.misses = 0;
@@ -146,6 +149,8 @@ mod tests {
         let t0 = Instant::now();
         let figures = CoreFigures::default();
         let mut meter = LoadMeter::new(t0, 0.01, TARGET_BUSY);
+        // The shard keeps the live count itself.
+        figures.sessions.store(10, Ordering::Relaxed);
         // No session carried yet: the calibration decides.
         meter.roll(t0 + WINDOW, 10, &figures);
         assert_eq!(figures.capacity.load(Ordering::Relaxed), 80);
@@ -173,6 +178,22 @@ mod tests {
         meter.busy(Duration::from_millis(400));
         meter.roll(t0 + WINDOW * 5, 10, &figures);
         assert_eq!(figures.headroom(), 10, "and a clean window opens it again");
+    }
+
+    #[test]
+    fn sessions_without_media_do_not_open_unbounded_capacity() {
+        let t0 = Instant::now();
+        let figures = CoreFigures::default();
+        let mut meter = LoadMeter::new(t0, 0.01, TARGET_BUSY);
+        meter.roll(t0, 10, &figures);
+        // Ten ringing calls: the core is idle.
+        meter.busy(Duration::from_micros(100));
+        meter.roll(t0 + WINDOW, 10, &figures);
+        assert_eq!(
+            figures.capacity.load(Ordering::Relaxed),
+            160,
+            "0.8 / (0.01 / 2)"
+        );
     }
 
     #[test]
