@@ -110,11 +110,11 @@ impl Metrics {
             };
             states[i] += 1;
             if w.state == WorkerState::Ready {
-                capacity += w.stats.capacity_sessions;
-                ready_sessions += w.stats.live_sessions;
+                capacity = capacity.saturating_add(w.stats.capacity_sessions);
+                ready_sessions = ready_sessions.saturating_add(w.stats.live_sessions);
             }
             if w.state != WorkerState::Lost {
-                sessions += w.stats.live_sessions;
+                sessions = sessions.saturating_add(w.stats.live_sessions);
             }
         }
         head(

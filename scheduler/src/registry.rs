@@ -46,9 +46,12 @@ pub struct WorkerEntry {
 impl WorkerEntry {
     /// Headroom left by what we know.
     pub fn headroom(&self) -> u64 {
-        (self.stats.headroom_sessions + self.released_since_heartbeat)
-            .min(self.stats.capacity_sessions)
-            .saturating_sub(self.placed_since_heartbeat)
+        (self
+            .stats
+            .headroom_sessions
+            .saturating_add(self.released_since_heartbeat))
+        .min(self.stats.capacity_sessions)
+        .saturating_sub(self.placed_since_heartbeat)
     }
 }
 
@@ -184,7 +187,10 @@ impl Registry {
     /// A worker refused: treat it as full until its next heartbeat.
     pub fn refused(&mut self, id: &str) {
         if let Some(w) = self.workers.get_mut(id) {
-            w.placed_since_heartbeat = w.stats.headroom_sessions + w.released_since_heartbeat;
+            w.placed_since_heartbeat = w
+                .stats
+                .headroom_sessions
+                .saturating_add(w.released_since_heartbeat);
         }
     }
 
@@ -195,6 +201,16 @@ impl Registry {
         {
             w.released_since_heartbeat += 1;
         }
+    }
+
+    /// Workers known.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Whether no worker is known.
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
     }
 
     /// Every worker.

@@ -75,7 +75,25 @@ impl SchedulerState {
 
     /// Marks silent workers lost and tells Watch subscribers about their sessions.
     pub fn expire(&self, now: Instant) {
-        let lost = self.registry().expire(now);
+        let (lost, known) = {
+            let mut registry = self.registry();
+            let before = registry.len();
+            let lost = registry.expire(now);
+            // Workers were forgotten: drop their cached channels too.
+            let known = (registry.len() < before).then(|| {
+                registry
+                    .iter()
+                    .map(|(_, w)| w.endpoint.clone())
+                    .collect::<std::collections::HashSet<_>>()
+            });
+            (lost, known)
+        };
+        if let Some(known) = known {
+            self.clients
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|endpoint, _| known.contains(endpoint));
+        }
         for (worker, sessions) in lost {
             tracing::warn!(%worker, sessions = sessions.len(), "worker lost: no heartbeat within the lease");
             let _ = self.events.send(v1::SessionEvent {

@@ -71,16 +71,19 @@ pub async fn serve(
         timeouts,
         Drain::new(config.drain_deadline),
     ));
-    tokio::spawn(pump_events(state.clone(), engine_events));
+    // Background tasks end with `serve`: an embedded worker (the demo's) must not go on
+    // heartbeating as a ghost after it stopped.
+    let mut background = Vec::new();
+    background.push(tokio::spawn(pump_events(state.clone(), engine_events)));
     for endpoint in &config.schedulers {
-        tokio::spawn(heartbeat(
+        background.push(tokio::spawn(heartbeat(
             state.clone(),
             endpoint.clone(),
             config.heartbeat_interval,
-        ));
+        )));
     }
     if let Some(listener) = metrics {
-        tokio::spawn(serve_metrics(state.clone(), listener));
+        background.push(tokio::spawn(serve_metrics(state.clone(), listener)));
     }
     {
         let state = state.clone();
@@ -137,6 +140,7 @@ pub async fn serve(
         } => tracing::warn!("gRPC connections still open after the drain; closing them"),
     }
     state.engine.shutdown();
+    background.iter().for_each(tokio::task::JoinHandle::abort);
     tracing::info!("drained; worker stops");
     Ok(())
 }
