@@ -311,9 +311,9 @@ async fn churn_replaces_ended_calls() {
     assert!(target.relays.lock().unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ramp_reports_the_highest_density_before_refusals() {
-    let media = Arc::new(EncodedMedia::synthetic(2).unwrap());
+/// A ramp of 2 calls more every 600 ms, latency not part of its service level.
+fn small_ramp() -> (Arc<EncodedMedia>, LoadConfig) {
+    let media = Arc::new(EncodedMedia::synthetic(3).unwrap());
     let mode = Mode::Ramp {
         start_calls: 2,
         step_calls: 2,
@@ -323,8 +323,14 @@ async fn ramp_reports_the_highest_density_before_refusals() {
     let mut config = LoadConfig::new(mode);
     config.quality_calls = 0;
     config.sample_interval = Duration::from_millis(200);
-    // Only refusals end this ramp: loopback latency is not what is under test.
     config.service_level.max_p99_ms = f64::INFINITY;
+    (media, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramp_reports_the_highest_density_before_refusals() {
+    let (media, mut config) = small_ramp();
+    // Only refusals end this ramp: loopback latency is not what is under test.
     config.service_level.max_loss_pct = 100.0;
     let target = RelayTarget {
         capacity: 5,
@@ -354,17 +360,7 @@ async fn ramp_reports_the_highest_density_before_refusals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramp_runs_a_broken_step_again_before_it_counts() {
-    let media = Arc::new(EncodedMedia::synthetic(3).unwrap());
-    let mode = Mode::Ramp {
-        start_calls: 2,
-        step_calls: 2,
-        step_duration: Duration::from_millis(600),
-        max_calls: 100,
-    };
-    let mut config = LoadConfig::new(mode);
-    config.quality_calls = 0;
-    config.sample_interval = Duration::from_millis(200);
-    config.service_level.max_p99_ms = f64::INFINITY;
+    let (media, mut config) = small_ramp();
     config.service_level.max_loss_pct = 5.0;
     // The target goes deaf in the first step only, once its streams are up, as a host stall
     // would.
