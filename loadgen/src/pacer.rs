@@ -1,11 +1,14 @@
 //! The paced sender: one thread plays every active stream on a grid of absolute deadlines.
 //!
-//! The 20 ms packet time is cut into [`SLOTS`] slots of 1 ms; slot `k` is due at
-//! `epoch + k * 1 ms` and the thread sleeps until that instant (never "1 ms from now"), so
+//! The 20 ms packet time is cut into [`SLOTS`] slots of 100 us; slot `k` is due at
+//! `epoch + k * 100 us` and the thread sleeps until that instant (never "100 us from now"), so
 //! lateness never accumulates into drift. Each call plays in one slot of every 20 ms (its phase,
 //! spread evenly over the calls), as real calls that started at unrelated moments do: sending
 //! every call in the same instant would make the system under test see one burst per 20 ms and
-//! measure its queueing, not its latency. Each call leg owns its socket and sends one datagram
+//! measure its queueing, not its latency. The slots are short for the same reason: with 1 ms
+//! slots, 200 calls arrive as bursts of 20 datagrams every millisecond, and the last of a burst
+//! waits for the nineteen before it (measured: p95 0.66 ms against 0.19 ms with 100 us slots, at
+//! 184 calls on one core). Each call leg owns its socket and sends one datagram
 //! per 20 ms, so there is nothing for `sendmmsg` to batch per socket; the pass over a slot's
 //! streams is the batch. Payloads were encoded
 //! before the run ([`crate::media`]): a tick only writes a 12-byte header and copies bytes.
@@ -29,8 +32,8 @@ use crate::stats::{DELIVERY_BUCKET_US, SendTimes};
 
 /// Frames of send history kept per stream (20 s): older output cannot be matched for latency.
 const LOG_FRAMES: usize = 1024;
-/// Send slots per packet time: calls are spread over 20 phases of 1 ms.
-pub const SLOTS: u64 = 20;
+/// Send slots per packet time: calls are spread over 200 phases of 100 us.
+pub const SLOTS: u64 = 200;
 
 /// The send times of one stream's frames, written by the pacer, read by a receiver.
 #[derive(Debug)]
@@ -96,7 +99,7 @@ pub struct OutStream {
 /// What the pacer did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PacerStats {
-    /// Slots run (1 ms each).
+    /// Slots run (100 us each).
     pub ticks: u64,
     /// Datagrams sent.
     pub packets: u64,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bridgepool_loadgen::config::{LoadConfig, Mode};
 use bridgepool_loadgen::media::{EncodedMedia, MediaCodec};
-use bridgepool_loadgen::pacer::{OutStream, Pacer, SendLog};
+use bridgepool_loadgen::pacer::{OutStream, Pacer, SLOTS, SendLog};
 use bridgepool_loadgen::receiver::{Listen, Receivers};
 use bridgepool_loadgen::report::{html, json, table};
 use bridgepool_loadgen::run_load;
@@ -407,12 +407,14 @@ fn calls_are_spread_over_the_packet_time() {
             first_timestamp: 0,
             log: log.clone(),
         };
-        pacer.add(id as u64, vec![stream]);
+        // 1 ms of slots apart: wide enough to tell from a timer's slack on this machine.
+        pacer.add(id as u64 * (SLOTS / 20), vec![stream]);
     }
     std::thread::sleep(Duration::from_millis(300));
     pacer.finish();
-    // Call `id` plays in slot `id` of every 20 ms: 1 ms after call `id - 1`, not with it. A late
-    // tick only delays a send, so the earliest phase over several frames is the slot's.
+    // Call `id` plays in slot `id % SLOTS` of every 20 ms: each call here 1 ms after the one
+    // before, not with it. A late tick only delays a send, so the earliest phase over several
+    // frames is the slot's.
     let phase_us = |log: &SendLog| {
         (1..8)
             .map(|f| log.sent_at_us(f).expect("frame sent") % 20_000)

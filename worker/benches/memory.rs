@@ -38,6 +38,7 @@ fn main() {
             latch_window: Duration::from_secs(3),
             pin: false,
             target_busy: 0.95,
+            busy_poll: false,
         })
         .expect("engine");
         let peer = UdpSocket::bind("127.0.0.1:0").expect("peer");

@@ -16,6 +16,9 @@ use bridgepool_worker::session::{
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
+/// Codec states cycled through in the density-like codec-only figure.
+const CALLS: usize = 200;
+
 fn speech() -> Vec<i16> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -88,6 +91,42 @@ fn bench(c: &mut Criterion) {
                 n += 1;
             })
         });
+        // The same work spread over CALLS codec states in turn, as a core at density runs it:
+        // the states no longer fit the core's caches, which the single hot state hides.
+        let mut calls: Vec<(OpusEncoder, OpusDecoder)> = (0..CALLS)
+            .map(|_| {
+                let encoder = OpusEncoder::new(&EncoderConfig {
+                    complexity,
+                    application: TRANSCODER_APPLICATION,
+                    ..EncoderConfig::default()
+                })
+                .expect("encoder");
+                (encoder, OpusDecoder::new(SampleRate::Hz8000).expect("decoder"))
+            })
+            .collect();
+        let mut n: usize = 0;
+        c.bench_function(
+            &format!("codec_only/frame_both_ways_{CALLS}_calls/c{complexity}"),
+            |b| {
+                b.iter(|| {
+                    let (encoder, decoder) = &mut calls[n % CALLS];
+                    let i = (n / CALLS) % a_payloads.len();
+                    Law::Ulaw.decode(black_box(&a_payloads[i]), &mut linear[..160]);
+                    black_box(
+                        encoder
+                            .encode(&linear[..160], &mut opus_out)
+                            .expect("encode"),
+                    );
+                    let k = decoder
+                        .decode(black_box(&b_payloads[i]), &mut linear)
+                        .expect("decode");
+                    Law::Ulaw.encode(&linear[..k], &mut g711_out);
+                    black_box(&g711_out);
+                    n += 1;
+                })
+            },
+        );
+        drop(calls);
         let mut config = SessionConfig::new(Law::Ulaw, seed, seed);
         config.leg_b.encoder.complexity = complexity;
         let t0 = Instant::now();

@@ -44,6 +44,10 @@ pub struct WorkerArgs {
     /// Busy share of a media core up to which sessions are admitted (0.05..0.95).
     #[arg(long, env = "BRIDGEPOOL_ADMISSION_BUSY", default_value = "0.8")]
     pub admission_busy: String,
+    /// Media threads spin on their sockets instead of sleeping: lower latency, but each media
+    /// core shows 100 % CPU whatever the load (admission still counts work only).
+    #[arg(long, env = "BRIDGEPOOL_BUSY_POLL")]
+    pub busy_poll: bool,
     /// Scheduler endpoint to register with; repeat (or comma separate) for every replica.
     #[arg(
         long = "scheduler",
@@ -277,6 +281,7 @@ impl WorkerArgs {
                 latch_window: Duration::from_secs(3),
                 pin: true,
                 target_busy,
+                busy_poll: self.busy_poll,
             },
             schedulers: self.schedulers.clone(),
             worker_id,

@@ -14,6 +14,10 @@ use bridgepool_worker::session::DropReason;
 use common::*;
 
 fn engine(port_min: u16, port_max: u16) -> Engine {
+    engine_polling(port_min, port_max, false)
+}
+
+fn engine_polling(port_min: u16, port_max: u16, busy_poll: bool) -> Engine {
     let (engine, _events) = Engine::start(&EngineConfig {
         cores: vec![0],
         media_ip: "127.0.0.1".parse().unwrap(),
@@ -23,6 +27,7 @@ fn engine(port_min: u16, port_max: u16) -> Engine {
         latch_window: Duration::from_secs(2),
         pin: false,
         target_busy: 0.8,
+        busy_poll,
     })
     .expect("engine starts");
     engine
@@ -112,6 +117,40 @@ async fn pcmu_in_opus_out_over_loopback_and_ports_come_back() {
         "second delete: already gone"
     );
     assert_eq!(engine.ports().in_use(), 0, "ports released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn busy_polling_core_transcodes_and_counts_only_work_as_busy() {
+    let engine = engine_polling(42_400, 42_499, true);
+    let a = peer();
+    let b = peer();
+    let created = engine
+        .create(
+            config(Law::Ulaw),
+            Some(a.local_addr().unwrap()),
+            Some(b.local_addr().unwrap()),
+        )
+        .await
+        .expect("created");
+    let audio = speech_for(1);
+    let input = g711_stream(Law::Ulaw, 0, &audio, 20, 0x78, 1, 0);
+    let local_a = created.local_a;
+    let got = tokio::task::spawn_blocking(move || exchange(&a, local_a, &input, &b))
+        .await
+        .unwrap();
+    let opus = got
+        .iter()
+        .filter(|d| !bridgepool_codecs::rtp::is_rtcp(d))
+        .count();
+    assert!(opus >= 45, "{opus} Opus packets for 50 frames");
+    engine.delete(created.id).await.expect("deleted");
+    // The thread spins through the next windows with nothing to do: that is idle, not load (if
+    // empty turns counted, the core would read 20 % busy or more here, every turn's bookkeeping).
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let core = &engine.cores()[0];
+    assert!(core.busy < 0.05, "idle spinning core reads busy {}", core.busy);
+    assert!(core.headroom > 0, "{core:?}");
+    engine.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

@@ -50,6 +50,11 @@ pub struct EngineConfig {
     pub pin: bool,
     /// Busy share of a core up to which sessions are admitted (default [`TARGET_BUSY`]).
     pub target_busy: f64,
+    /// Media threads poll their sockets without ever sleeping: a packet is picked up at once
+    /// instead of after the core wakes (an IPI, and a VM exit on a virtual machine), at the price
+    /// of the whole core at 100 % CPU whatever the load. Busy time and capacity still count work
+    /// only. For cores dedicated to media.
+    pub busy_poll: bool,
 }
 
 /// Why a session could not be created.
@@ -168,6 +173,7 @@ impl Engine {
                 ShardConfig {
                     latch_window: config.latch_window,
                     target_busy: config.target_busy,
+                    busy_poll: config.busy_poll,
                 },
             )?;
             let pin = config.pin;

@@ -57,6 +57,8 @@ struct Entry {
 pub(super) struct ShardConfig {
     pub(super) latch_window: Duration,
     pub(super) target_busy: f64,
+    /// Poll without sleeping (see [`super::EngineConfig::busy_poll`]).
+    pub(super) busy_poll: bool,
 }
 
 pub(super) struct Shard {
@@ -117,9 +119,13 @@ impl Shard {
         loop {
             let now = Instant::now();
             let next = self.timers.peek().map(|Reverse((t, _))| *t);
-            let wait = next.map_or(IDLE_TICK, |t| {
-                t.saturating_duration_since(now).min(IDLE_TICK)
-            });
+            let wait = if self.config.busy_poll {
+                Duration::ZERO
+            } else {
+                next.map_or(IDLE_TICK, |t| {
+                    t.saturating_duration_since(now).min(IDLE_TICK)
+                })
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(wait))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -127,6 +133,9 @@ impl Shard {
                 return;
             }
             let woke = Instant::now();
+            // Commands arrive with a waker event, so an empty poll with no timer due did nothing:
+            // a spinning core's empty turns are idle time, not load.
+            let mut worked = !events.is_empty();
             for event in events.iter() {
                 if event.token() == WAKER {
                     continue;
@@ -137,8 +146,10 @@ impl Shard {
                 self.shutdown();
                 return;
             }
-            self.run_timers();
-            self.meter.busy(woke.elapsed());
+            worked |= self.run_timers();
+            if worked {
+                self.meter.busy(woke.elapsed());
+            }
             self.meter.roll(Instant::now(), self.live, &self.figures);
         }
     }
@@ -305,8 +316,10 @@ impl Shard {
         }
     }
 
-    fn run_timers(&mut self) {
+    /// Serves the due timers; returns whether any was due.
+    fn run_timers(&mut self) -> bool {
         let now = Instant::now();
+        let mut ran = false;
         while let Some(Reverse((deadline, slot))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
@@ -318,6 +331,7 @@ impl Shard {
             if entry.timer != Some(deadline) {
                 continue; // stale
             }
+            ran = true;
             entry.timer = None;
             if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
                 self.meter.miss(&self.figures);
@@ -328,6 +342,7 @@ impl Shard {
             self.flush(slot);
             self.reschedule(slot);
         }
+        ran
     }
 
     /// Returns false on Shutdown.
