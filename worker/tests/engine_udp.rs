@@ -148,7 +148,11 @@ async fn busy_polling_core_transcodes_and_counts_only_work_as_busy() {
     // empty turns counted, the core would read 20 % busy or more here, every turn's bookkeeping).
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let core = &engine.cores()[0];
-    assert!(core.busy < 0.05, "idle spinning core reads busy {}", core.busy);
+    assert!(
+        core.busy < 0.05,
+        "idle spinning core reads busy {}",
+        core.busy
+    );
     assert!(core.headroom > 0, "{core:?}");
     engine.shutdown();
 }

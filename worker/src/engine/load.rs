@@ -127,8 +127,16 @@ impl LoadMeter {
             .busy_ppm
             .store((busy * 1e6) as u64, Ordering::Relaxed);
         // One late stretch (a host stall, a page fault storm) makes every timer due in it late
-        // at once: that says nothing about load. Misses in two windows running do.
-        let sustained = if self.missed_before { self.misses } else { 0 };
+        // at once: that says nothing about load. Misses in two windows running do, when the
+        // core is busy enough for load to explain them: on a core under half its admission
+        // target, late timers are the host's (stalls, steal time), refusing calls would not
+        // bring them back, and they still show in the deadline-miss counter and its alert.
+        let loaded = busy >= self.target_busy * 0.5;
+        let sustained = if self.missed_before && loaded {
+            self.misses
+        } else {
+            0
+        };
         figures.recent_misses.store(sustained, Ordering::Relaxed);
         self.missed_before = self.misses > 0;
         // `sessions` is the shard's; the control plane counts creates in flight on top of it
@@ -178,6 +186,33 @@ mod tests {
         meter.busy(Duration::from_millis(400));
         meter.roll(t0 + WINDOW * 5, 10, &figures);
         assert_eq!(figures.headroom(), 10, "and a clean window opens it again");
+    }
+
+    #[test]
+    fn misses_on_a_lightly_loaded_core_do_not_close_admission() {
+        let t0 = Instant::now();
+        let figures = CoreFigures::default();
+        let mut meter = LoadMeter::new(t0, 0.01, TARGET_BUSY);
+        figures.sessions.store(10, Ordering::Relaxed);
+        meter.roll(t0, 10, &figures);
+        // Host stalls second after second while ten calls keep the core 10 % busy.
+        for window in 1..=3 {
+            meter.miss(&figures);
+            meter.busy(Duration::from_millis(100));
+            meter.roll(t0 + WINDOW * window, 10, &figures);
+        }
+        assert_eq!(figures.deadline_misses.load(Ordering::Relaxed), 3);
+        assert_eq!(figures.recent_misses.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            figures.headroom(),
+            70,
+            "0.8 / 1 % = 80 sessions, 10 carried"
+        );
+        // The same misses with the core 60 % busy are load's: admission closes.
+        meter.miss(&figures);
+        meter.busy(Duration::from_millis(600));
+        meter.roll(t0 + WINDOW * 4, 10, &figures);
+        assert_eq!(figures.headroom(), 0);
     }
 
     #[test]
