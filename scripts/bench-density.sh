@@ -37,7 +37,7 @@ echo "sans-IO session frame:      $(python3 -c "print(round($session_ns/1000,1))
 taskset -c 0 "$bin/bridgepool-scheduler" --grpc-listen 127.0.0.1:50351 --metrics-listen 127.0.0.1:9391 --log warn &
 pids+=($!)
 
-# measure NAME [worker options]: steps 2 and 3 against one worker started with those options.
+# measure NAME [worker options]: steps 2 to 4 against one worker started with those options.
 measure() {
   local name=$1; shift
   echo "== 2. [$name] ramp to the first lost packet (worker media thread on core 1, loadgen on core 0)"

@@ -35,6 +35,13 @@ const LOG_FRAMES: usize = 1024;
 /// Send slots per packet time: calls are spread over 200 phases of 100 us.
 pub const SLOTS: u64 = 200;
 
+/// When slot `k` (counted from the epoch, across packet times) is due. In nanoseconds on 64
+/// bits: a `Duration * u32` slot count would wrap after 5 days of 100 us slots.
+pub fn slot_deadline(epoch: Instant, k: u64) -> Instant {
+    let slot_ns = PTIME_MS * 1_000_000 / SLOTS;
+    epoch + Duration::from_nanos(k.saturating_mul(slot_ns))
+}
+
 /// The send times of one stream's frames, written by the pacer, read by a receiver.
 #[derive(Debug)]
 pub struct SendLog {
@@ -105,7 +112,8 @@ pub struct PacerStats {
     pub packets: u64,
     /// Sends that failed (a full socket buffer, an unreachable port).
     pub send_errors: u64,
-    /// Slots that started more than 2 ms after their deadline.
+    /// Slots that started more than 2 ms after their deadline (one stall counts once for every
+    /// 100 us slot it delayed that much).
     pub late_ticks: u64,
     /// Worst lateness of a slot start, ms.
     pub max_late_ms: f64,
@@ -206,14 +214,13 @@ fn run(
     stop: Arc<AtomicBool>,
     counters: Counters,
 ) -> PacerStats {
-    let slot_length = Duration::from_millis(PTIME_MS) / SLOTS as u32;
     let mut stats = PacerStats::default();
     // Calls by phase slot.
     let mut slots: Vec<HashMap<u64, Playing>> = (0..SLOTS).map(|_| HashMap::new()).collect();
     let mut buf = [0u8; 1500];
     let mut k: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let deadline = epoch + slot_length * k as u32;
+        let deadline = slot_deadline(epoch, k);
         let now = Instant::now();
         if let Some(wait) = deadline.checked_duration_since(now) {
             std::thread::sleep(wait);
@@ -286,4 +293,29 @@ fn run(
         k += 1;
     }
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_100_us_apart_and_do_not_wrap() {
+        let epoch = Instant::now();
+        assert_eq!(
+            slot_deadline(epoch, 1) - slot_deadline(epoch, 0),
+            Duration::from_micros(100)
+        );
+        assert_eq!(
+            slot_deadline(epoch, SLOTS) - epoch,
+            Duration::from_millis(PTIME_MS),
+            "one packet time per round of slots"
+        );
+        // Six days of slots, past where a 32-bit slot count would have wrapped.
+        let six_days = 6 * 86_400 * 10_000;
+        assert_eq!(
+            slot_deadline(epoch, six_days) - epoch,
+            Duration::from_secs(6 * 86_400)
+        );
+    }
 }

@@ -46,7 +46,9 @@ pub struct WorkerArgs {
     pub admission_busy: String,
     /// Media threads spin on their sockets instead of sleeping: lower latency, but each media
     /// core shows 100 % CPU whatever the load (admission still counts work only).
-    #[arg(long, env = "BRIDGEPOOL_BUSY_POLL")]
+    /// Needs --cores to leave a core free. The variable takes true/false, yes/no, on/off, y/n,
+    /// t/f or 1/0; anything else is an error.
+    #[arg(long, env = "BRIDGEPOOL_BUSY_POLL", value_parser = clap::builder::BoolishValueParser::new())]
     pub busy_poll: bool,
     /// Scheduler endpoint to register with; repeat (or comma separate) for every replica.
     #[arg(
@@ -178,6 +180,23 @@ impl WorkerArgs {
                         format!("core {c} is not available to this process"),
                     );
                 }
+            }
+        }
+        if self.busy_poll {
+            let available = core_affinity::get_core_ids().map_or(0, |a| a.len());
+            let media = cores
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            if media == 0 || media >= available {
+                bad(
+                    "busy-poll",
+                    format!(
+                        "needs --cores to leave at least one of the {available} cores to the \
+                         control threads and the kernel (media threads spinning on every core \
+                         starve them)"
+                    ),
+                );
             }
         }
         for s in &self.schedulers {
@@ -356,6 +375,24 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_poll_is_off_unless_asked_for_and_leaves_a_core() {
+        let validate = |args: &[&str]| {
+            let mut argv = vec!["bridgepool-worker", "--scheduler", "http://s:50051"];
+            argv.extend_from_slice(args);
+            WorkerArgs::parse_from(argv).validate()
+        };
+        assert!(!validate(&[]).expect("valid").engine.busy_poll);
+        // Spinning on every core (the default media set) would starve the control threads.
+        let errors = validate(&["--busy-poll"]).unwrap_err();
+        assert_eq!(errors[0].option, "busy-poll", "{errors:?}");
+        let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+        if cores > 1 {
+            let config = validate(&["--busy-poll", "--cores", "0"]).expect("valid");
+            assert!(config.engine.busy_poll);
+        }
+    }
 
     #[test]
     fn every_bad_option_is_reported_at_once() {

@@ -132,17 +132,23 @@ async fn busy_polling_core_transcodes_and_counts_only_work_as_busy() {
         )
         .await
         .expect("created");
-    let audio = speech_for(1);
+    let audio = speech_for(2);
     let input = g711_stream(Law::Ulaw, 0, &audio, 20, 0x78, 1, 0);
     let local_a = created.local_a;
-    let got = tokio::task::spawn_blocking(move || exchange(&a, local_a, &input, &b))
-        .await
-        .unwrap();
+    let call = tokio::task::spawn_blocking(move || exchange(&a, local_a, &input, &b));
+    // Work is counted: while the call runs, some window reads busy.
+    let mut working: f64 = 0.0;
+    while !call.is_finished() {
+        working = working.max(engine.cores()[0].busy);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = call.await.unwrap();
+    assert!(working > 0.0, "a transcoding core read busy {working}");
     let opus = got
         .iter()
         .filter(|d| !bridgepool_codecs::rtp::is_rtcp(d))
         .count();
-    assert!(opus >= 45, "{opus} Opus packets for 50 frames");
+    assert!(opus >= 95, "{opus} Opus packets for 100 frames");
     engine.delete(created.id).await.expect("deleted");
     // The thread spins through the next windows with nothing to do: that is idle, not load (if
     // empty turns counted, the core would read 20 % busy or more here, every turn's bookkeeping).

@@ -12,6 +12,8 @@ pub const MISS_TOLERANCE: Duration = Duration::from_millis(5);
 /// Sessions needed before the live per-session cost is trusted over the calibration.
 const LIVE_TRUST_SESSIONS: usize = 4;
 const WINDOW: Duration = Duration::from_secs(1);
+/// Windows running with missed deadlines that close admission however lightly loaded the core.
+const PERSISTENT_MISS_WINDOWS: u32 = 5;
 
 /// Figures one media thread publishes for the control plane and metrics. Written by the media
 /// thread only, read by anyone; each thread has its own.
@@ -25,12 +27,14 @@ pub struct CoreFigures {
     pub capacity: AtomicU64,
     /// Missed frame deadlines since start.
     pub deadline_misses: AtomicU64,
-    /// Misses in the last window when the window before it missed too (sustained lateness).
+    /// Misses in the last window when they count as sustained: the window before missed too
+    /// and the core is over half its admission target, or misses went on for
+    /// `PERSISTENT_MISS_WINDOWS` windows running whatever the load.
     pub recent_misses: AtomicU64,
 }
 
 impl CoreFigures {
-    /// Sessions it can still admit (0 while deadlines are being missed window after window).
+    /// Sessions it can still admit (0 while misses are sustained, see `recent_misses`).
     pub fn headroom(&self) -> u64 {
         if self.recent_misses.load(Ordering::Relaxed) > 0 {
             return 0;
@@ -51,8 +55,8 @@ pub(super) struct LoadMeter {
     window_start: Instant,
     busy: Duration,
     misses: u64,
-    /// Whether the previous window missed any deadline.
-    missed_before: bool,
+    /// Windows running, up to this one's predecessor, that missed a deadline.
+    missing_windows: u32,
     /// Session-seconds carried in the window so far, and where that count stands.
     session_time: f64,
     sessions_since: (Instant, usize),
@@ -72,7 +76,7 @@ impl LoadMeter {
             window_start: now,
             busy: Duration::ZERO,
             misses: 0,
-            missed_before: false,
+            missing_windows: 0,
             session_time: 0.0,
             sessions_since: (now, 0),
             calibrated_cost: calibrated_cost.max(1e-4),
@@ -128,17 +132,23 @@ impl LoadMeter {
             .store((busy * 1e6) as u64, Ordering::Relaxed);
         // One late stretch (a host stall, a page fault storm) makes every timer due in it late
         // at once: that says nothing about load. Misses in two windows running do, when the
-        // core is busy enough for load to explain them: on a core under half its admission
-        // target, late timers are the host's (stalls, steal time), refusing calls would not
-        // bring them back, and they still show in the deadline-miss counter and its alert.
+        // core is busy enough for load to explain them. On a core under half its admission
+        // target, the odd stalled second is the host's and refusing calls would not help; but
+        // misses second after second (CPU quota throttling, steal time, a neighbour) mean the
+        // core is not really ours, and new calls belong elsewhere.
+        let missing = if self.misses > 0 {
+            self.missing_windows + 1
+        } else {
+            0
+        };
         let loaded = busy >= self.target_busy * 0.5;
-        let sustained = if self.missed_before && loaded {
+        let sustained = if (missing >= 2 && loaded) || missing >= PERSISTENT_MISS_WINDOWS {
             self.misses
         } else {
             0
         };
         figures.recent_misses.store(sustained, Ordering::Relaxed);
-        self.missed_before = self.misses > 0;
+        self.missing_windows = missing;
         // `sessions` is the shard's; the control plane counts creates in flight on top of it
         // (the shard stores its own count on every insert and removal).
         self.window_start = now;
@@ -162,30 +172,30 @@ mod tests {
         // No session carried yet: the calibration decides.
         meter.roll(t0 + WINDOW, 10, &figures);
         assert_eq!(figures.capacity.load(Ordering::Relaxed), 80);
-        // 10 sessions keep the core 40 % busy: 4 % each, so 20 fit under 80 %.
-        meter.busy(Duration::from_millis(400));
+        // 10 sessions keep the core 50 % busy: 5 % each, so 16 fit under 80 %.
+        meter.busy(Duration::from_millis(500));
         meter.roll(t0 + WINDOW * 2, 10, &figures);
-        assert_eq!(figures.capacity.load(Ordering::Relaxed), 20);
-        assert_eq!(figures.headroom(), 10);
+        assert_eq!(figures.capacity.load(Ordering::Relaxed), 16);
+        assert_eq!(figures.headroom(), 6);
         meter.miss(&figures);
-        meter.busy(Duration::from_millis(400));
+        meter.busy(Duration::from_millis(500));
         meter.roll(t0 + WINDOW * 3, 10, &figures);
         assert_eq!(
             figures.headroom(),
-            10,
+            6,
             "one late window is a stall, not load"
         );
         meter.miss(&figures);
-        meter.busy(Duration::from_millis(400));
+        meter.busy(Duration::from_millis(500));
         meter.roll(t0 + WINDOW * 4, 10, &figures);
         assert_eq!(
             figures.headroom(),
             0,
             "misses window after window close admission"
         );
-        meter.busy(Duration::from_millis(400));
+        meter.busy(Duration::from_millis(500));
         meter.roll(t0 + WINDOW * 5, 10, &figures);
-        assert_eq!(figures.headroom(), 10, "and a clean window opens it again");
+        assert_eq!(figures.headroom(), 6, "and a clean window opens it again");
     }
 
     #[test]
@@ -195,7 +205,7 @@ mod tests {
         let mut meter = LoadMeter::new(t0, 0.01, TARGET_BUSY);
         figures.sessions.store(10, Ordering::Relaxed);
         meter.roll(t0, 10, &figures);
-        // Host stalls second after second while ten calls keep the core 10 % busy.
+        // Host stalls in three seconds running while ten calls keep the core 10 % busy.
         for window in 1..=3 {
             meter.miss(&figures);
             meter.busy(Duration::from_millis(100));
@@ -213,6 +223,29 @@ mod tests {
         meter.busy(Duration::from_millis(600));
         meter.roll(t0 + WINDOW * 4, 10, &figures);
         assert_eq!(figures.headroom(), 0);
+    }
+
+    #[test]
+    fn misses_second_after_second_close_admission_however_light_the_load() {
+        let t0 = Instant::now();
+        let figures = CoreFigures::default();
+        let mut meter = LoadMeter::new(t0, 0.01, TARGET_BUSY);
+        figures.sessions.store(10, Ordering::Relaxed);
+        meter.roll(t0, 10, &figures);
+        // A throttled or stolen core: late timers every second at 10 % busy.
+        for window in 1..PERSISTENT_MISS_WINDOWS {
+            meter.miss(&figures);
+            meter.busy(Duration::from_millis(100));
+            meter.roll(t0 + WINDOW * window, 10, &figures);
+            assert_eq!(figures.headroom(), 70, "window {window}");
+        }
+        meter.miss(&figures);
+        meter.busy(Duration::from_millis(100));
+        meter.roll(t0 + WINDOW * PERSISTENT_MISS_WINDOWS, 10, &figures);
+        assert_eq!(figures.headroom(), 0, "five seconds of misses running");
+        meter.busy(Duration::from_millis(100));
+        meter.roll(t0 + WINDOW * (PERSISTENT_MISS_WINDOWS + 1), 10, &figures);
+        assert_eq!(figures.headroom(), 70, "a clean second opens it again");
     }
 
     #[test]

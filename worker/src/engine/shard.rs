@@ -133,8 +133,8 @@ impl Shard {
                 return;
             }
             let woke = Instant::now();
-            // Commands arrive with a waker event, so an empty poll with no timer due did nothing:
-            // a spinning core's empty turns are idle time, not load.
+            // A turn that handled no event, command or due timer did nothing: a spinning core's
+            // empty turns are idle time, not load.
             let mut worked = !events.is_empty();
             for event in events.iter() {
                 if event.token() == WAKER {
@@ -142,9 +142,12 @@ impl Shard {
                 }
                 self.on_readable(event.token(), &mut bufs);
             }
-            if !self.drain_commands() {
-                self.shutdown();
-                return;
+            match self.drain_commands() {
+                Some(handled) => worked |= handled,
+                None => {
+                    self.shutdown();
+                    return;
+                }
             }
             worked |= self.run_timers();
             if worked {
@@ -345,13 +348,17 @@ impl Shard {
         ran
     }
 
-    /// Returns false on Shutdown.
-    fn drain_commands(&mut self) -> bool {
+    /// Handles the queued commands: whether there were any, or `None` on Shutdown.
+    fn drain_commands(&mut self) -> Option<bool> {
+        let mut handled = false;
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
-                Ok(cmd) => self.on_command(cmd),
-                Err(TryRecvError::Empty) => return true,
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return None,
+                Ok(cmd) => {
+                    self.on_command(cmd);
+                    handled = true;
+                }
+                Err(TryRecvError::Empty) => return Some(handled),
             }
         }
     }
