@@ -46,6 +46,52 @@ fn packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// An encoder with the session's settings and a decoder to 8 kHz.
+fn codecs(complexity: u8) -> (OpusEncoder, OpusDecoder) {
+    let encoder = OpusEncoder::new(&EncoderConfig {
+        complexity,
+        application: TRANSCODER_APPLICATION,
+        ..EncoderConfig::default()
+    })
+    .expect("encoder");
+    (
+        encoder,
+        OpusDecoder::new(SampleRate::Hz8000).expect("decoder"),
+    )
+}
+
+/// Buffers for the codec-only frame.
+struct Scratch {
+    linear: [i16; 960],
+    g711_out: [u8; 160],
+    opus_out: [u8; 1500],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            linear: [0; 960],
+            g711_out: [0; 160],
+            opus_out: [0; 1500],
+        }
+    }
+}
+
+impl Scratch {
+    /// The four codec calls of a two-way frame: G.711 decode + Opus encode, Opus decode +
+    /// G.711 encode.
+    fn frame(&mut self, enc: &mut OpusEncoder, dec: &mut OpusDecoder, g711: &[u8], opus: &[u8]) {
+        Law::Ulaw.decode(black_box(g711), &mut self.linear[..160]);
+        let n = enc.encode(&self.linear[..160], &mut self.opus_out);
+        black_box(n.expect("encode"));
+        let k = dec
+            .decode(black_box(opus), &mut self.linear)
+            .expect("decode");
+        Law::Ulaw.encode(&self.linear[..k], &mut self.g711_out);
+        black_box(&self.g711_out);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let pcm = speech();
     let mut opus_peer = OpusEncoder::new(&EncoderConfig::default()).expect("encoder");
@@ -64,49 +110,20 @@ fn bench(c: &mut Criterion) {
         timestamp: 1,
     };
     for complexity in [0u8, 5, 10] {
-        // The same encoder settings as the session's.
-        let mut encoder = OpusEncoder::new(&EncoderConfig {
-            complexity,
-            application: TRANSCODER_APPLICATION,
-            ..EncoderConfig::default()
-        })
-        .expect("encoder");
-        let mut decoder = OpusDecoder::new(SampleRate::Hz8000).expect("decoder");
-        let (mut linear, mut g711_out, mut opus_out) = ([0i16; 960], [0u8; 160], [0u8; 1500]);
+        let (mut encoder, mut decoder) = codecs(complexity);
+        let mut scratch = Scratch::default();
         let mut n: usize = 0;
         c.bench_function(&format!("codec_only/frame_both_ways/c{complexity}"), |b| {
             b.iter(|| {
                 let i = n % a_payloads.len();
-                Law::Ulaw.decode(black_box(&a_payloads[i]), &mut linear[..160]);
-                black_box(
-                    encoder
-                        .encode(&linear[..160], &mut opus_out)
-                        .expect("encode"),
-                );
-                let k = decoder
-                    .decode(black_box(&b_payloads[i]), &mut linear)
-                    .expect("decode");
-                Law::Ulaw.encode(&linear[..k], &mut g711_out);
-                black_box(&g711_out);
+                scratch.frame(&mut encoder, &mut decoder, &a_payloads[i], &b_payloads[i]);
                 n += 1;
             })
         });
         // The same work spread over CALLS codec states in turn, as a core at density runs it:
         // the states no longer fit the core's caches, which the single hot state hides.
-        let mut calls: Vec<(OpusEncoder, OpusDecoder)> = (0..CALLS)
-            .map(|_| {
-                let encoder = OpusEncoder::new(&EncoderConfig {
-                    complexity,
-                    application: TRANSCODER_APPLICATION,
-                    ..EncoderConfig::default()
-                })
-                .expect("encoder");
-                (
-                    encoder,
-                    OpusDecoder::new(SampleRate::Hz8000).expect("decoder"),
-                )
-            })
-            .collect();
+        let mut calls: Vec<(OpusEncoder, OpusDecoder)> =
+            (0..CALLS).map(|_| codecs(complexity)).collect();
         let mut n: usize = 0;
         c.bench_function(
             &format!("codec_only/frame_both_ways_{CALLS}_calls/c{complexity}"),
@@ -117,17 +134,7 @@ fn bench(c: &mut Criterion) {
                     // Each call at its own place in the speech, as real calls are: the same
                     // frame through 200 codecs in a row would keep branches and data warm.
                     let i = (n / CALLS + call * 37) % a_payloads.len();
-                    Law::Ulaw.decode(black_box(&a_payloads[i]), &mut linear[..160]);
-                    black_box(
-                        encoder
-                            .encode(&linear[..160], &mut opus_out)
-                            .expect("encode"),
-                    );
-                    let k = decoder
-                        .decode(black_box(&b_payloads[i]), &mut linear)
-                        .expect("decode");
-                    Law::Ulaw.encode(&linear[..k], &mut g711_out);
-                    black_box(&g711_out);
+                    scratch.frame(encoder, decoder, &a_payloads[i], &b_payloads[i]);
                     n += 1;
                 })
             },

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
-use bridgepool_worker::engine::{CreateError, Engine, EngineConfig, SessionChange};
+use bridgepool_worker::engine::{CreateError, Created, Engine, EngineConfig, SessionChange};
 use bridgepool_worker::session::DropReason;
 use common::*;
 
@@ -31,6 +31,21 @@ fn engine_polling(port_min: u16, port_max: u16, busy_poll: bool) -> Engine {
     })
     .expect("engine starts");
     engine
+}
+
+/// A PCMU-to-Opus session with both peers known, and the two peers' sockets.
+async fn answered_call(engine: &Engine) -> (Created, UdpSocket, UdpSocket) {
+    let a = peer();
+    let b = peer();
+    let created = engine
+        .create(
+            config(Law::Ulaw),
+            Some(a.local_addr().unwrap()),
+            Some(b.local_addr().unwrap()),
+        )
+        .await
+        .expect("created");
+    (created, a, b)
 }
 
 fn peer() -> UdpSocket {
@@ -68,16 +83,7 @@ fn exchange(from: &UdpSocket, to: SocketAddr, packets: &[Packet], rx: &UdpSocket
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn pcmu_in_opus_out_over_loopback_and_ports_come_back() {
     let engine = engine(42_000, 42_099);
-    let a = peer();
-    let b = peer();
-    let created = engine
-        .create(
-            config(Law::Ulaw),
-            Some(a.local_addr().unwrap()),
-            Some(b.local_addr().unwrap()),
-        )
-        .await
-        .expect("created");
+    let (created, a, b) = answered_call(&engine).await;
     assert_eq!(engine.ports().in_use(), 2);
     let audio = speech_for(4);
     let input = g711_stream(Law::Ulaw, 0, &audio, 20, 0x77, 1, 0);
@@ -122,16 +128,7 @@ async fn pcmu_in_opus_out_over_loopback_and_ports_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn busy_polling_core_transcodes_and_counts_only_work_as_busy() {
     let engine = engine_polling(42_400, 42_499, true);
-    let a = peer();
-    let b = peer();
-    let created = engine
-        .create(
-            config(Law::Ulaw),
-            Some(a.local_addr().unwrap()),
-            Some(b.local_addr().unwrap()),
-        )
-        .await
-        .expect("created");
+    let (created, a, b) = answered_call(&engine).await;
     let audio = speech_for(2);
     let input = g711_stream(Law::Ulaw, 0, &audio, 20, 0x78, 1, 0);
     let local_a = created.local_a;
