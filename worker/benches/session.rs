@@ -120,8 +120,9 @@ fn bench(c: &mut Criterion) {
                 n += 1;
             })
         });
-        // The same work spread over CALLS codec states in turn, as a core at density runs it:
-        // the states no longer fit the core's caches, which the single hot state hides.
+        // The same work spread over CALLS codec states in turn, as a core at density runs it,
+        // whose states no longer fit the caches: does that cost more than one hot state?
+        // (Measured: no, within noise; docs/performance.md.)
         let mut calls: Vec<(OpusEncoder, OpusDecoder)> =
             (0..CALLS).map(|_| codecs(complexity)).collect();
         let mut n: usize = 0;
