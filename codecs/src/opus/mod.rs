@@ -133,6 +133,35 @@ impl Default for EncoderConfig {
     }
 }
 
+impl EncoderConfig {
+    /// What a WebRTC browser sends: libopus at 48 kHz fullband, application VoIP, 32 kbit/s VBR,
+    /// complexity 9 (WebRTC's desktop default), in-band FEC negotiated (`useinbandfec=1`), no
+    /// DTX. Speech comes out as SILK/CELT hybrid or CELT frames, not narrowband SILK.
+    pub fn webrtc_client() -> Self {
+        Self {
+            application: Application::Voip,
+            sample_rate: SampleRate::Hz48000,
+            bitrate: 32_000,
+            complexity: 9,
+            inband_fec: true,
+            dtx: false,
+            expected_loss_pct: 0,
+            max_bandwidth: Bandwidth::Fullband,
+        }
+    }
+
+    /// What a mobile app's libopus sends: 48 kHz, application VoIP, 24 kbit/s VBR, complexity 5
+    /// (WebRTC's mobile default), FEC on with the few percent of loss radio links report.
+    pub fn mobile_client() -> Self {
+        Self {
+            bitrate: 24_000,
+            complexity: 5,
+            expected_loss_pct: 3,
+            ..Self::webrtc_client()
+        }
+    }
+}
+
 /// An Opus call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
