@@ -211,6 +211,7 @@ pub fn negotiate(leg_a: &v1::LegOffer, leg_b: &v1::LegOffer) -> Result<Plan, Neg
         stereo: flag("stereo"),
         complexity: 0,
         max_ptime_ms: fmtp_value(fmtp, "maxptime").unwrap_or(0),
+        cbr: flag("cbr"),
     };
     let plan = Transcode {
         order,
@@ -298,6 +299,10 @@ mod tests {
                     ("usedtx", "1"),
                     ("maxaveragebitrate", "20000"),
                     ("maxptime", "40"),
+                    ("maxplaybackrate", "16000"),
+                    ("cbr", "1"),
+                    ("stereo", "1"),
+                    ("sprop-stereo", "1"),
                 ],
             ),
             codec("telephone-event", 48_000, 110, &[]),
@@ -325,8 +330,9 @@ mod tests {
         assert_eq!(t.g711.telephone_event_pt, 101);
         assert_eq!(t.opus.telephone_event_pt, 110);
         let p = t.opus.opus.unwrap();
-        assert!(p.use_inband_fec && p.use_dtx);
+        assert!(p.use_inband_fec && p.use_dtx && p.cbr && p.stereo);
         assert_eq!(p.max_average_bitrate, 20_000);
+        assert_eq!(p.max_playback_rate, 16_000);
         assert_eq!(t.opus.ptime_ms, 20);
         assert_eq!(t.opus_events.unwrap().clock_rate, 48_000);
     }

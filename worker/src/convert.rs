@@ -8,7 +8,10 @@ use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{Bandwidth, EncoderConfig, SampleRate};
 use bridgepool_proto::v1;
 
-use crate::session::{G711Leg, LegMode, LegStats, OpusLeg, TRANSCODER_APPLICATION};
+use crate::session::{
+    G711Leg, LegMode, LegStats, OpusLeg, TRANSCODER_APPLICATION, TRANSCODER_BITRATE,
+    TRANSCODER_COMPLEXITY,
+};
 
 /// The remote of a leg as signalled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,17 +103,27 @@ pub fn g711_leg(leg: &v1::G711Leg) -> Result<G711Leg, String> {
     })
 }
 
-/// Leg B from the wire.
+/// Leg B from the wire: the Opus peer's fmtp (RFC 7587 section 7) applied to our encoder.
+///
+/// - `maxaveragebitrate` caps our bitrate (never raises it above [`TRANSCODER_BITRATE`]);
+/// - `maxplaybackrate` caps the coded band; our input is 8 kHz G.711, so the band is narrowband
+///   whatever the peer allows (no rate it can give is below narrowband);
+/// - `cbr=1` switches the encoder to constant bitrate, `usedtx=1` turns DTX on;
+/// - `useinbandfec=1` lets the encoder send FEC, which it does once loss is expected (RTCP
+///   receiver reports from the Opus peer feed the encoder's expected loss);
+/// - `stereo`/`sprop-stereo` change nothing: a mono Opus stream is valid for a stereo receiver;
+/// - ptime and maxptime arrive resolved in `ptime_ms`.
 pub fn opus_leg(leg: &v1::OpusLeg) -> Result<OpusLeg, String> {
     let params = leg.opus.unwrap_or_default();
-    let bitrate = if params.max_average_bitrate == 0 {
-        24_000
-    } else {
-        // RFC 7587: the peer's maximum; libopus' range.
-        params.max_average_bitrate.clamp(6000, 510_000) as i32
+    let bitrate = match params.max_average_bitrate {
+        0 => TRANSCODER_BITRATE,
+        // libopus goes no lower than 6 kbit/s.
+        max => i32::try_from(max)
+            .unwrap_or(i32::MAX)
+            .clamp(6000, TRANSCODER_BITRATE),
     };
     let complexity = match params.complexity {
-        0 => 5,
+        0 => TRANSCODER_COMPLEXITY,
         c if c <= 10 => c as u8,
         c => return Err(format!("leg_b.opus.complexity {c} is not 0..10")),
     };
@@ -126,8 +139,9 @@ pub fn opus_leg(leg: &v1::OpusLeg) -> Result<OpusLeg, String> {
             inband_fec: params.use_inband_fec,
             dtx: params.use_dtx,
             expected_loss_pct: 0,
-            // The G.711 side carries nothing above 4 kHz.
+            // Any maxplaybackrate (8 kHz at the least) allows narrowband, all 8 kHz input holds.
             max_bandwidth: Bandwidth::Narrowband,
+            cbr: params.cbr,
         },
     })
 }

@@ -55,6 +55,10 @@ impl Encoder {
         self.0.set_max_bandwidth(b).map_err(err)
     }
 
+    pub(super) fn set_vbr(&mut self, on: bool) -> Result<(), OpusError> {
+        self.0.set_vbr(on).map_err(err)
+    }
+
     pub(super) fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, OpusError> {
         self.0.encode(pcm, out).map_err(err)
     }

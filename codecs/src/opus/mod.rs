@@ -116,6 +116,8 @@ pub struct EncoderConfig {
     pub expected_loss_pct: u8,
     /// The widest band coded.
     pub max_bandwidth: Bandwidth,
+    /// Constant bitrate (the peer's `cbr=1`): every frame the same size; otherwise VBR.
+    pub cbr: bool,
 }
 
 impl Default for EncoderConfig {
@@ -129,6 +131,7 @@ impl Default for EncoderConfig {
             dtx: false,
             expected_loss_pct: 0,
             max_bandwidth: Bandwidth::Narrowband,
+            cbr: false,
         }
     }
 }
@@ -147,6 +150,7 @@ impl EncoderConfig {
             dtx: false,
             expected_loss_pct: 0,
             max_bandwidth: Bandwidth::Fullband,
+            cbr: false,
         }
     }
 
@@ -237,6 +241,7 @@ impl OpusEncoder {
         inner.set_dtx(config.dtx)?;
         inner.set_expected_loss(config.expected_loss_pct.min(100))?;
         inner.set_max_bandwidth(config.max_bandwidth)?;
+        inner.set_vbr(!config.cbr)?;
         Ok(Self {
             inner,
             rate: config.sample_rate,

@@ -5,12 +5,17 @@ use std::time::Duration;
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{Application, EncoderConfig, SampleRate};
 
-/// How the transcoder's Opus encoder is tuned. Measured on the speech sample through G.711 at
-/// 24 kbit/s, complexity 5 (docs/performance.md): `Audio` codes CELT while no loss is reported,
-/// at 0.99 correlation with the input against SILK's 0.97 (17.5 dB SNR against 12.0) and half
-/// the encode time; when RTCP reports 10 % loss or more it switches to SILK with in-band FEC,
-/// as `Voip` would.
-pub const TRANSCODER_APPLICATION: Application = Application::Audio;
+/// How the transcoder's Opus encoder is tuned: `Voip` (SILK narrowband), chosen by PESQ against
+/// cost (docs/performance.md, "Opus encoder chosen by PESQ"). `Audio` codes CELT-only
+/// narrowband frames from 8 kHz input: PESQ NB 0.6 lower, and no in-band FEC.
+pub const TRANSCODER_APPLICATION: Application = Application::Voip;
+
+/// The transcoder's encoder complexity: the cheapest meeting PESQ NB >= 3.9 on the mean of six
+/// voices and >= 3.8 on each (docs/performance.md).
+pub const TRANSCODER_COMPLEXITY: u8 = 1;
+
+/// The transcoder's target bitrate when the peer's `maxaveragebitrate` allows it.
+pub const TRANSCODER_BITRATE: i32 = 24_000;
 
 /// Leg A: the G.711 side (8 kHz).
 #[derive(Clone, Debug, PartialEq)]
@@ -116,7 +121,8 @@ impl SessionConfig {
                 encoder: EncoderConfig {
                     application: TRANSCODER_APPLICATION,
                     sample_rate: SampleRate::Hz8000,
-                    bitrate: 24_000,
+                    bitrate: TRANSCODER_BITRATE,
+                    complexity: TRANSCODER_COMPLEXITY,
                     inband_fec: true,
                     ..EncoderConfig::default()
                 },

@@ -4,8 +4,14 @@
 //! the input ptime (repacketization). libopus is fed 8 kHz directly: no resampling. Output
 //! timestamps follow the input's (times six), so gaps in the input (loss, silence suppression)
 //! stay gaps on the output instead of being filled with made-up audio; the Opus receiver conceals.
+//!
+//! A partial frame left in the FIFO (a sender whose last packet is short, or a stream that
+//! stops mid-frame) leaves on time: when the input that would complete it is overdue by a frame,
+//! it is padded with silence and sent at its own timestamp ([`G711ToOpus::on_deadline`]). Input
+//! arriving after that for time already sent as padding is skipped, so no timestamp is reused and
+//! none claims continuity for audio sent late.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{EncoderConfig, OpusEncoder, OpusError};
@@ -19,6 +25,9 @@ pub(crate) const OPUS_TICKS_PER_SAMPLE: u64 = 6;
 pub(crate) const OPUS_CLOCK: u32 = 48_000;
 /// The FIFO holds at most this many samples (two 60 ms input packets on top of a 60 ms frame).
 const FIFO_CAPACITY: usize = 3 * 480;
+/// Least wait, beyond the time the missing samples would take, before a partial frame is padded
+/// and sent: one input packet's worth of jitter at the usual 20 ms.
+const MIN_PARTIAL_GRACE: Duration = Duration::from_millis(20);
 
 pub(crate) struct G711ToOpus {
     law: Law,
@@ -38,6 +47,12 @@ pub(crate) struct G711ToOpus {
     pub(crate) dtx_frames: u64,
     /// Frames handed to the encoder.
     pub(crate) frames_encoded: u64,
+    /// When the partial frame in the FIFO is padded and sent if no input completes it.
+    partial_deadline: Option<Instant>,
+    /// Partial frames padded and sent because the input stopped mid-frame.
+    pub(crate) partial_padded: u64,
+    /// Partial frames dropped because they could only have left late.
+    pub(crate) partial_dropped: u64,
 }
 
 impl G711ToOpus {
@@ -53,6 +68,9 @@ impl G711ToOpus {
             in_ts_ref: 0,
             dtx_frames: 0,
             frames_encoded: 0,
+            partial_deadline: None,
+            partial_padded: 0,
+            partial_dropped: 0,
         })
     }
 
@@ -110,7 +128,7 @@ impl G711ToOpus {
                 if gap > fill {
                     // The rest of the gap stays a gap: restart the FIFO at the new position.
                     self.flush(now, out, outbox, pt);
-                    self.fifo_ts = self.to_out(ext);
+                    self.fifo_ts = self.fifo_ts.max(self.to_out(ext));
                     out.marker_pending |= talkspurt;
                 }
             }
@@ -124,23 +142,77 @@ impl G711ToOpus {
         if talkspurt {
             out.marker_pending = true;
         }
+        // Samples for time already sent (as padding of a partial frame that could not wait)
+        // are skipped: their timestamps are taken.
+        let at = self.to_out(ext);
+        let skip = if self.fifo.is_empty() && self.fifo_ts > at {
+            (((self.fifo_ts - at) / OPUS_TICKS_PER_SAMPLE) as usize).min(payload.len())
+        } else {
+            0
+        };
+        let payload_len = payload.len();
+        let payload = &payload[skip..];
         let room = FIFO_CAPACITY - self.fifo.len();
         let take = payload.len().min(room);
         let start = self.fifo.len();
         self.fifo.resize(start + take, 0);
         self.law.decode(&payload[..take], &mut self.fifo[start..]);
-        self.next_in_ts = Some(ext + payload.len() as u64);
+        self.next_in_ts = Some(ext + payload_len as u64);
         self.drain(now, out, outbox, pt);
+        self.partial_deadline = if self.fifo.is_empty() {
+            None
+        } else {
+            // Due when the rest of the frame should have come, plus about a frame of jitter.
+            let missing = (self.frame - self.fifo.len() % self.frame) % self.frame;
+            let frame_time = samples_duration(self.frame).max(MIN_PARTIAL_GRACE);
+            Some(now + samples_duration(missing) + frame_time)
+        };
     }
 
-    /// Ends the current input stream: a partial frame is padded with silence and sent.
-    pub(crate) fn flush(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
+    /// When [`Self::on_deadline`] must run: a partial frame waits for input.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.partial_deadline
+    }
+
+    /// The input that would complete the partial frame is overdue: pad it and send it now, at
+    /// its own timestamp, while it is still on time.
+    pub(crate) fn on_deadline(
+        &mut self,
+        now: Instant,
+        out: &mut RtpOut,
+        outbox: &mut Outbox,
+        pt: u8,
+    ) {
+        if self.partial_deadline.is_some_and(|d| d <= now) {
+            if !self.fifo.is_empty() {
+                self.partial_padded += 1;
+            }
+            self.flush(now, out, outbox, pt);
+        }
+    }
+
+    /// Ends the input stream (SSRC change, session end): a partial frame still on time is padded
+    /// and sent; one whose deadline passed unserved (a driver that did not run the timer) is
+    /// dropped rather than sent late under a timestamp that claims continuity.
+    pub(crate) fn finish(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
+        if self.partial_deadline.is_some_and(|d| now > d) {
+            self.partial_dropped += 1;
+            self.fifo.clear();
+            self.partial_deadline = None;
+            return;
+        }
+        self.flush(now, out, outbox, pt);
+    }
+
+    /// A partial frame is padded with silence and sent now.
+    fn flush(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
         if !self.fifo.is_empty() {
             let pad = (self.frame - self.fifo.len() % self.frame) % self.frame;
             self.fifo.resize(self.fifo.len() + pad, 0);
             self.drain(now, out, outbox, pt);
         }
         self.fifo.clear();
+        self.partial_deadline = None;
     }
 
     /// Forgets the input stream (SSRC change); the next packet rebases onto our timeline.
@@ -154,6 +226,7 @@ impl G711ToOpus {
         self.fifo.clear();
         self.fifo_ts = base;
         self.next_in_ts = Some(ext);
+        self.partial_deadline = None;
     }
 
     fn to_out(&self, ext: u64) -> u64 {
@@ -211,6 +284,11 @@ impl G711ToOpus {
             self.fifo.truncate(self.fifo.len() - consumed);
         }
     }
+}
+
+/// How long `samples` at 8 kHz last.
+fn samples_duration(samples: usize) -> Duration {
+    Duration::from_micros(samples as u64 * 125)
 }
 
 /// Extends a 32-bit RTP timestamp to the 64-bit value closest to `reference`.

@@ -31,7 +31,8 @@ use bridgepool_codecs::rtp::{self, RtpPacket};
 use bridgepool_codecs::telephone_event::TelephoneEvent;
 
 pub use config::{
-    ConfigError, G711Leg, OpusLeg, SessionConfig, StreamSeed, TRANSCODER_APPLICATION, Timeouts,
+    ConfigError, G711Leg, OpusLeg, SessionConfig, StreamSeed, TRANSCODER_APPLICATION,
+    TRANSCODER_BITRATE, TRANSCODER_COMPLEXITY, Timeouts,
 };
 pub use rtcp_leg::NTP_UNIX_OFFSET;
 pub use stats::{DropCounts, DropReason, LegStats, mos_from_e_model};
@@ -424,6 +425,11 @@ impl Session {
             return;
         }
         self.release(now, Leg::A, false);
+        if self.core.mode_b.send {
+            let c = &mut self.core;
+            c.a_to_b
+                .on_deadline(now, &mut c.out_b, &mut c.outbox, c.pt_b);
+        }
         // The G.711 side needs audio now: a packet held behind a gap is more use than waiting,
         // since it may carry FEC for the missing one.
         let playout_due = self.core.b_to_a.deadline().is_some_and(|d| d <= now);
@@ -465,6 +471,11 @@ impl Session {
             self.ingress_b.deadline(),
             if self.core.mode_a.send {
                 self.core.b_to_a.deadline()
+            } else {
+                None
+            },
+            if self.core.mode_b.send {
+                self.core.a_to_b.deadline()
             } else {
                 None
             },
@@ -596,7 +607,7 @@ impl Session {
     fn end(&mut self, now: Instant, reason: EndReason) {
         let c = &mut self.core;
         if c.mode_b.send {
-            c.a_to_b.flush(now, &mut c.out_b, &mut c.outbox, c.pt_b);
+            c.a_to_b.finish(now, &mut c.out_b, &mut c.outbox, c.pt_b);
         }
         let cname = self.config.cname.as_bytes();
         self.rtcp_a.send_bye(
@@ -641,7 +652,7 @@ impl Core {
             Leg::A => {
                 if self.mode_b.send {
                     self.a_to_b
-                        .flush(now, &mut self.out_b, &mut self.outbox, self.pt_b);
+                        .finish(now, &mut self.out_b, &mut self.outbox, self.pt_b);
                 }
                 self.a_to_b.reset_input();
                 self.out_b.marker_pending = true;
@@ -719,6 +730,11 @@ impl Core {
                     .dtmf_b_to_a
                     .relay(arrival.timestamp, event, || position);
                 send_event(&mut self.out_a, &mut self.outbox, now, te_a, relayed);
+                self.b_to_a.on_event(
+                    relayed.ts,
+                    u64::from(relayed.event.duration),
+                    relayed.event.end,
+                );
             }
         }
     }

@@ -7,7 +7,14 @@
 //! frame) fills the output clock; a packet that then arrives for time already filled has its
 //! covered part skipped, so latency does not creep up.
 //!
-//! The output timeline is our own: it advances by exactly one frame per packet sent.
+//! The output timeline is our own: it advances by exactly one frame per output frame.
+//!
+//! While an RFC 4733 event relayed from the Opus side is being sent on the G.711 leg, audio is
+//! suppressed (the timeline still advances) and resumes after the event's end: gateways detect
+//! digits from the events, and audio stamped inside an event's time span would either reuse its
+//! timestamps or carry the tone a second time in band (RFC 4733 section 2.5.1.2 lets a sender
+//! send both, but on distinct, non-overlapping positions; suppression is what gateways and SBCs
+//! do and expect).
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +36,9 @@ const MAX_CONCEAL: usize = 960;
 const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// An input timestamp this far behind the play position is a restarted clock, not a late packet.
 const RESTART_BEHIND: u64 = 48_000;
+/// An event whose end packet never arrives still releases the audio this long (8 kHz samples,
+/// 60 ms: three update packets at the usual 20 ms) after the duration it last reported.
+const EVENT_HOLD: u64 = 480;
 
 /// Why an Opus packet was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +74,10 @@ pub(crate) struct OpusToG711 {
     pub(crate) concealed_samples: u64,
     /// Samples of late packets skipped because concealment already covered their time.
     pub(crate) skipped_samples: u64,
+    /// Audio whose output timestamp is below this belongs to an event's time span: not sent.
+    suppress_until: Option<u64>,
+    /// Output frames not sent because an event covered their time.
+    pub(crate) suppressed_frames: u64,
 }
 
 impl OpusToG711 {
@@ -91,6 +105,8 @@ impl OpusToG711 {
             fec_recovered: 0,
             concealed_samples: 0,
             skipped_samples: 0,
+            suppress_until: None,
+            suppressed_frames: 0,
         })
     }
 
@@ -106,6 +122,27 @@ impl OpusToG711 {
     /// Where the next output packet sits on our 8 kHz timeline (for mapping events).
     pub(crate) fn out_position(&self) -> u64 {
         self.out_ts
+    }
+
+    /// An event packet was relayed toward the G.711 leg at output timestamp `start` with
+    /// `duration` (8 kHz units): audio stays off its time span. At the event's end the timeline
+    /// moves past it, so the audio that follows starts after the event.
+    pub(crate) fn on_event(&mut self, start: u64, duration: u64, end: bool) {
+        let event_end = start + duration;
+        if end {
+            if event_end <= self.out_ts {
+                // A repeated end packet after the audio resumed: nothing to hold.
+                if self.suppress_until.is_some_and(|u| u <= self.out_ts) {
+                    self.suppress_until = None;
+                }
+                return;
+            }
+            self.suppress_until = Some(event_end);
+            self.out_ts = self.out_ts.max(event_end);
+        } else {
+            let until = event_end + EVENT_HOLD;
+            self.suppress_until = Some(self.suppress_until.map_or(until, |u| u.max(until)));
+        }
     }
 
     /// When the playout clock next needs a frame.
@@ -274,6 +311,14 @@ impl OpusToG711 {
         let frame = self.frame;
         let mut consumed = 0;
         while self.fifo.len() - consumed >= frame {
+            if self.suppress_until.is_some_and(|u| self.out_ts < u) {
+                // An event covers this time: the audio after it starts a new talkspurt.
+                self.suppressed_frames += 1;
+                out.marker_pending = true;
+                self.out_ts += frame as u64;
+                consumed += frame;
+                continue;
+            }
             let pcm = &self.fifo[consumed..consumed + frame];
             let law = self.law;
             let marker = out.marker_pending;
