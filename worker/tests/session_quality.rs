@@ -229,6 +229,11 @@ fn a_short_last_g711_packet_leaves_on_time_not_at_release() {
     let out = h.rtp_to(Leg::B);
     assert_eq!(out.len(), 11, "ten full frames and the padded partial one");
     assert_eq!(before_release, 11, "nothing left for the release to send");
+    assert_eq!(
+        h.session.partial_frames(),
+        (1, 0),
+        "padded on its deadline, none dropped"
+    );
     let first_ts = out[0].rtp().timestamp();
     let last = out[10];
     assert_eq!(last.rtp().timestamp().wrapping_sub(first_ts), 10 * 960);
@@ -351,6 +356,9 @@ fn no_g711_audio_inside_an_events_time_span() {
         after >= 10,
         "audio resumes after the event ({after} packets)"
     );
+    let suppressed = h.session.event_suppressed_frames();
+    // Ten 20 ms frames in the span; the end packet moves the timeline past what was left.
+    assert!(suppressed >= 8, "{suppressed} frames suppressed");
     let mut unique = audio_ts.clone();
     unique.sort_unstable();
     unique.dedup();

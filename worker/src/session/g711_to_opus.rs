@@ -184,6 +184,11 @@ impl G711ToOpus {
         pt: u8,
     ) {
         if self.partial_deadline.is_some_and(|d| d <= now) {
+            if self.overdue(now) {
+                // Timers held back (the Opus leg on hold): too late to send.
+                self.drop_partial();
+                return;
+            }
             if !self.fifo.is_empty() {
                 self.partial_padded += 1;
             }
@@ -192,16 +197,28 @@ impl G711ToOpus {
     }
 
     /// Ends the input stream (SSRC change, session end): a partial frame still on time is padded
-    /// and sent; one whose deadline passed unserved (a driver that did not run the timer) is
-    /// dropped rather than sent late under a timestamp that claims continuity.
+    /// and sent; one whose deadline passed more than a frame ago unserved (a driver that did not
+    /// run the timer) is dropped rather than sent late under a timestamp that claims continuity.
     pub(crate) fn finish(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
-        if self.partial_deadline.is_some_and(|d| now > d) {
-            self.partial_dropped += 1;
-            self.fifo.clear();
-            self.partial_deadline = None;
+        if self.overdue(now) {
+            self.drop_partial();
             return;
         }
         self.flush(now, out, outbox, pt);
+    }
+
+    /// The partial frame's deadline passed more than a frame ago: sending it now would be late.
+    fn overdue(&self, now: Instant) -> bool {
+        let frame_time = samples_duration(self.frame).max(MIN_PARTIAL_GRACE);
+        self.partial_deadline.is_some_and(|d| now > d + frame_time)
+    }
+
+    fn drop_partial(&mut self) {
+        if !self.fifo.is_empty() {
+            self.partial_dropped += 1;
+        }
+        self.fifo.clear();
+        self.partial_deadline = None;
     }
 
     /// A partial frame is padded with silence and sent now.

@@ -575,6 +575,18 @@ impl Session {
         self.core.a_to_b.dtx_frames
     }
 
+    /// Partial G.711-to-Opus frames (the input stopped mid-frame): `(padded and sent on their
+    /// deadline, dropped because they could only have left late)`.
+    pub fn partial_frames(&self) -> (u64, u64) {
+        let a = &self.core.a_to_b;
+        (a.partial_padded, a.partial_dropped)
+    }
+
+    /// Frames toward the G.711 leg not sent because a relayed RFC 4733 event covered their time.
+    pub fn event_suppressed_frames(&self) -> u64 {
+        self.core.b_to_a.suppressed_frames
+    }
+
     fn timeout_deadline(&self) -> Instant {
         let t = &self.config.timeouts;
         let Some(answered) = self.answered_at else {
