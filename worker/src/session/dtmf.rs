@@ -4,6 +4,10 @@
 //! the first packet of an event fixes it and later packets reuse it. Durations are rescaled with
 //! the clock. A duration that no longer fits 16 bits after upscaling (events over 1.36 s at
 //! 48 kHz) continues in a new segment, as RFC 4733 section 2.5.1.3 prescribes.
+//!
+//! Whatever the input says, the output moves forward: a new event never starts before the end
+//! of the last one, and a duration that shrinks within an event (a confused or hostile sender)
+//! is held at its longest, so no segment's timestamp goes back.
 
 use bridgepool_codecs::telephone_event::TelephoneEvent;
 
@@ -43,11 +47,15 @@ struct Current {
     in_ts: u32,
     out_ts: u64,
     event: u8,
+    /// Longest rescaled duration seen for this event.
+    scaled: u64,
 }
 
 pub(crate) struct DtmfRelay {
     rescale: Rescale,
     current: Option<Current>,
+    /// Where the last event ended on the output timeline: the next one starts no earlier.
+    floor: u64,
 }
 
 impl DtmfRelay {
@@ -55,6 +63,7 @@ impl DtmfRelay {
         Self {
             rescale,
             current: None,
+            floor: 0,
         }
     }
 
@@ -66,16 +75,20 @@ impl DtmfRelay {
         event: TelephoneEvent,
         start_ts: impl FnOnce() -> u64,
     ) -> RelayedEvent {
-        let (out_ts, marker) = match self.current {
-            Some(c) if c.in_ts == in_ts && c.event == event.event => (c.out_ts, false),
-            _ => (start_ts(), true),
+        let scaled = self.rescale.apply(u64::from(event.duration));
+        let (out_ts, marker, scaled) = match self.current {
+            Some(c) if c.in_ts == in_ts && c.event == event.event => {
+                (c.out_ts, false, scaled.max(c.scaled))
+            }
+            _ => (start_ts().max(self.floor), true, scaled),
         };
         self.current = Some(Current {
             in_ts,
             out_ts,
             event: event.event,
+            scaled,
         });
-        let scaled = self.rescale.apply(u64::from(event.duration));
+        self.floor = self.floor.max(out_ts + scaled);
         // Segments: each carries up to MAX_SEGMENT, the last the rest.
         let segment = if scaled > MAX_SEGMENT {
             (scaled - 1) / MAX_SEGMENT
@@ -129,6 +142,21 @@ mod tests {
         }
         let next = r.relay(16000, ev(6, 160, false), || 50_000);
         assert_eq!((next.ts, next.marker), (50_000, true));
+    }
+
+    #[test]
+    fn the_output_never_goes_back() {
+        let mut r = DtmfRelay::new(Rescale::Up6);
+        let first = r.relay(8000, ev(5, 800, true), || 10_000);
+        assert_eq!(first.ts, 10_000);
+        // The next event claims to start inside the last one: it starts at its end instead.
+        let next = r.relay(8100, ev(6, 160, false), || 10_600);
+        assert_eq!((next.ts, next.marker), (14_800, true));
+        // A long event's duration shrinking back below one segment keeps the later segment.
+        let long = r.relay(9000, ev(7, 12_000, false), || 20_000);
+        assert_eq!(long.ts, 20_000 + 65_535);
+        let shrunk = r.relay(9000, ev(7, 100, false), || panic!("same event"));
+        assert_eq!(shrunk.ts, 20_000 + 65_535, "segment timestamp held");
     }
 
     #[test]

@@ -28,6 +28,11 @@ const FIFO_CAPACITY: usize = 3 * 480;
 /// Least wait, beyond the time the missing samples would take, before a partial frame is padded
 /// and sent: one input packet's worth of jitter at the usual 20 ms.
 const MIN_PARTIAL_GRACE: Duration = Duration::from_millis(20);
+/// How far input timestamps may run ahead of the wall time between two packets (jitter, a burst
+/// after a stall) before the jump counts as a new timeline: a sender's silence gap is kept as a
+/// gap, a 13-hour leap in one packet (a broken or hostile sender) is not copied to the output,
+/// where past 2^31 ticks it would read as a step backwards.
+const MAX_TS_LEAD: Duration = Duration::from_secs(2);
 
 pub(crate) struct G711ToOpus {
     law: Law,
@@ -41,6 +46,8 @@ pub(crate) struct G711ToOpus {
     offset: i64,
     /// Input timestamp (8 kHz, extended) expected for the next sample; `None` before a stream.
     next_in_ts: Option<u64>,
+    /// When the last packet of the stream arrived, to judge its timestamp gaps.
+    last_in_at: Option<Instant>,
     /// Highest extended input timestamp seen, to extend the next.
     in_ts_ref: u64,
     /// Opus frames the encoder judged silent under DTX and we did not send.
@@ -65,6 +72,7 @@ impl G711ToOpus {
             fifo_ts: 0,
             offset: 0,
             next_in_ts: None,
+            last_in_at: None,
             in_ts_ref: 0,
             dtx_frames: 0,
             frames_encoded: 0,
@@ -94,10 +102,25 @@ impl G711ToOpus {
     /// Maps an input timestamp (8 kHz, as on the wire) to our output timeline, for events.
     pub(crate) fn map_ts(&mut self, now: Instant, out: &RtpOut, in_ts: u32) -> u64 {
         let ext = self.extend(in_ts);
-        if self.next_in_ts.is_none() {
-            self.start(now, out, ext);
+        match self.next_in_ts {
+            None => self.start(now, out, ext),
+            Some(expected) if !self.plausible(now, expected, ext) => {
+                // An event far off the audio's timeline starts where the audio is now.
+                return self.fifo_ts;
+            }
+            Some(_) => {}
         }
         self.to_out(ext)
+    }
+
+    /// Whether `ext` is where this stream can be, given `expected` and the wall time since its
+    /// last packet.
+    fn plausible(&self, now: Instant, expected: u64, ext: u64) -> bool {
+        let elapsed = self
+            .last_in_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        let lead = (elapsed + MAX_TS_LEAD).as_millis() as u64 * 8;
+        ext.abs_diff(expected) <= lead
     }
 
     /// One in-order G.711 packet.
@@ -115,6 +138,12 @@ impl G711ToOpus {
         let ext = self.extend(in_ts);
         match self.next_in_ts {
             None => self.start(now, out, ext),
+            Some(expected) if !self.plausible(now, expected, ext) => {
+                // A leap no elapsed time explains: a new timeline, continuous with what we sent.
+                self.finish(now, out, outbox, pt);
+                self.start(now, out, ext);
+                out.marker_pending = true;
+            }
             Some(expected) if ext > expected => {
                 let gap = (ext - expected) as usize;
                 let pad = if self.fifo.is_empty() {
@@ -158,6 +187,7 @@ impl G711ToOpus {
         self.fifo.resize(start + take, 0);
         self.law.decode(&payload[..take], &mut self.fifo[start..]);
         self.next_in_ts = Some(ext + payload_len as u64);
+        self.last_in_at = Some(now);
         self.drain(now, out, outbox, pt);
         self.partial_deadline = if self.fifo.is_empty() {
             None
@@ -243,6 +273,7 @@ impl G711ToOpus {
         self.fifo.clear();
         self.fifo_ts = base;
         self.next_in_ts = Some(ext);
+        self.last_in_at = Some(now);
         self.partial_deadline = None;
     }
 

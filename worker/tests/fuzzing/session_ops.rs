@@ -332,8 +332,16 @@ pub fn run(data: &[u8]) -> Result<Outcome, Violation> {
                 Leg::A => cfg.leg_a.payload_type,
                 Leg::B => cfg.leg_b.payload_type,
             };
-            check_datagram(&session, audio_pt, &mut streams, &mut outcome, t.leg, t.channel, &buf[..t.len])
-                .map_err(|what| Violation { step, what })?;
+            check_datagram(
+                &session,
+                audio_pt,
+                &mut streams,
+                &mut outcome,
+                t.leg,
+                t.channel,
+                &buf[..t.len],
+            )
+            .map_err(|what| Violation { step, what })?;
         }
         while session.poll_event().is_some() {}
         // A 10 ms packet per leg per 10 ms, RTCP and events on top: anything far above is a flood.
@@ -377,7 +385,10 @@ fn check_datagram(
     outcome.rtp_out[leg as usize] += 1;
     let ssrc = packet.ssrc();
     if ssrc != session.ssrc(leg) || stream.ssrc.is_some_and(|s| s != ssrc) {
-        return Err(format!("SSRC {ssrc:#x} on {leg:?}, stream had {:?}", stream.ssrc));
+        return Err(format!(
+            "SSRC {ssrc:#x} on {leg:?}, stream had {:?}",
+            stream.ssrc
+        ));
     }
     stream.ssrc = Some(ssrc);
     let (seq, ts) = (packet.sequence_number(), packet.timestamp());
@@ -397,7 +408,9 @@ fn check_datagram(
     if let Some(last_ts) = *last {
         let step = ts.wrapping_sub(last_ts) as i32;
         if step < 0 || (step == 0 && !is_event) {
-            return Err(format!("timestamp {last_ts} then {ts} on {leg:?} (pt {pt})"));
+            return Err(format!(
+                "timestamp {last_ts} then {ts} on {leg:?} (pt {pt})"
+            ));
         }
     }
     *last = Some(ts);
