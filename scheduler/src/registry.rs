@@ -44,8 +44,12 @@ pub struct WorkerEntry {
 }
 
 impl WorkerEntry {
-    /// Headroom left by what we know.
+    /// Headroom left by what we know (none while the worker says it is overloaded, whatever
+    /// was released since).
     pub fn headroom(&self) -> u64 {
+        if self.stats.overloaded {
+            return 0;
+        }
         (self
             .stats
             .headroom_sessions
@@ -233,6 +237,7 @@ mod tests {
                 live_sessions: sessions.len() as u64,
                 draining,
                 cores: vec![],
+                overloaded: false,
             }),
             session_ids: sessions.iter().map(|s| (*s).to_owned()).collect(),
         }
