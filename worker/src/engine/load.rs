@@ -67,8 +67,11 @@ impl DirectionCosts {
 /// anyone; each thread has its own.
 #[derive(Debug, Default)]
 pub struct CoreFigures {
-    /// Admitted sessions, ringing or talking.
+    /// Admitted sessions, ringing or talking (the media thread's count).
     pub sessions: AtomicU64,
+    /// Creates admitted by the control plane that the media thread has not answered yet: a
+    /// burst of Allocates reserves its headroom before the thread gets to them.
+    pub pending: AtomicU64,
     /// Busy share over the last window, in parts per million (media and set-up work).
     pub busy_ppm: AtomicU64,
     /// Media busy share over the last window (set-up excluded), ppm.
@@ -100,7 +103,9 @@ impl CoreFigures {
             return 0;
         }
         let capacity = self.capacity.load(Ordering::Relaxed);
-        capacity.saturating_sub(self.sessions.load(Ordering::Relaxed))
+        capacity
+            .saturating_sub(self.sessions.load(Ordering::Relaxed))
+            .saturating_sub(self.pending.load(Ordering::Relaxed))
     }
 
     /// Whether the core is overloaded.

@@ -147,6 +147,9 @@ pub struct Engine {
     next_id: AtomicU64,
     /// Where each live session is (control plane only, never on the packet path).
     placement: Mutex<std::collections::HashMap<SessionId, usize>>,
+    /// Held while a create picks its core and reserves headroom there, so concurrent creates
+    /// cannot both take the last slot.
+    admission: Mutex<()>,
     calibrated: DirectionCosts,
 }
 
@@ -220,6 +223,7 @@ impl Engine {
                 advertise_ip: config.advertise_ip.unwrap_or(config.media_ip),
                 next_id: AtomicU64::new(seed << 20),
                 placement: Mutex::new(std::collections::HashMap::new()),
+                admission: Mutex::new(()),
                 calibrated,
             },
             events_rx,
@@ -276,29 +280,39 @@ impl Engine {
         config
             .validate()
             .map_err(|e| CreateError::Invalid(e.to_string()))?;
-        let best = self
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.figures.headroom()))
-            .max_by_key(|(_, h)| *h);
-        let Some((index, headroom)) = best.filter(|(_, h)| *h > 0) else {
-            let cores = self.cores();
-            return Err(CreateError::NoHeadroom {
-                sessions: cores.iter().map(|c| c.sessions).sum(),
-                cores: cores.len(),
-                capacity: cores.iter().map(|c| c.capacity).sum(),
-            });
+        let index = {
+            let _admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+            let best = self
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, s.figures.headroom()))
+                .max_by_key(|(_, h)| *h);
+            let Some((index, _)) = best.filter(|(_, h)| *h > 0) else {
+                let cores = self.cores();
+                return Err(CreateError::NoHeadroom {
+                    sessions: cores.iter().map(|c| c.sessions).sum(),
+                    cores: cores.len(),
+                    capacity: cores.iter().map(|c| c.capacity).sum(),
+                });
+            };
+            // Reserved until the media thread answers (it then counts the session itself).
+            self.shards[index]
+                .figures
+                .pending
+                .fetch_add(1, Ordering::Relaxed);
+            index
         };
-        let _ = headroom;
-        let ports_a = self.ports.allocate()?;
-        let ports_b = self.ports.allocate()?;
+        let shard = &self.shards[index];
+        // Released on every way out, a cancelled request (a client that hung up) included.
+        let reservation = Reservation(&shard.figures.pending);
+        let (ports_a, ports_b) = match (self.ports.allocate(), self.ports.allocate()) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
         let local_a = SocketAddr::new(self.advertise_ip, ports_a.lease.port);
         let local_b = SocketAddr::new(self.advertise_ip, ports_b.lease.port);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let shard = &self.shards[index];
-        // Count it at once so concurrent creates see the headroom it takes.
-        shard.figures.sessions.fetch_add(1, Ordering::Relaxed);
         let (reply, wait) = oneshot::channel();
         let sent = shard.commands.send(Command::Create {
             id,
@@ -314,7 +328,11 @@ impl Engine {
             return Err(CreateError::Stopped);
         }
         let _ = shard.waker.wake();
-        match wait.await {
+        // The session is in the shard's own count before it replies: counted twice for a
+        // moment, never missed.
+        let answer = wait.await;
+        drop(reservation);
+        match answer {
             Ok(Ok(())) => {
                 self.placement_lock().insert(id, index);
                 Ok(Created {
@@ -499,6 +517,15 @@ fn cgroup_cpu_quota() -> Option<f64> {
     let quota = fields.next()?.parse::<f64>().ok()?;
     let period = fields.next()?.parse::<f64>().ok()?;
     (period > 0.0).then_some(quota / period)
+}
+
+/// Headroom a create in flight holds on a core until the media thread answers.
+struct Reservation<'a>(&'a AtomicU64);
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// NTP time now (RFC 5905 64-bit), for sessions' RTCP.
