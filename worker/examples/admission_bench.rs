@@ -53,11 +53,13 @@ async fn main() {
         "capacity at start: {capacity} sessions; ring 0-{ring_max} s, then {talk} s of talk both ways"
     );
     println!(
-        "step  offered  admitted  refused  sent_pkts  lost_pkts  capacity_after  predicted_busy  measured_busy  error"
+        "step  capacity_before  offered  admitted  refused  sent_pkts  lost_pkts  capacity_after  predicted_busy  measured_busy  error"
     );
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     for factor in steps {
-        let offered = (capacity as f64 * factor).round() as usize;
+        // Offered against what the worker says it can carry now (the live estimate moves it).
+        let capacity_before = stats(&mut c).await.capacity_sessions;
+        let offered = (capacity_before as f64 * factor).round() as usize;
         let mut calls = Vec::new();
         let mut refused = 0;
         for i in 0..offered {
@@ -148,7 +150,7 @@ async fn main() {
         let predicted = samples.iter().map(|s| s.0).sum::<f64>() / n;
         let measured = samples.iter().map(|s| s.1).sum::<f64>() / n;
         println!(
-            "{factor:>4}x {offered:>8} {admitted:>9} {refused:>8} {sent:>10} {lost:>10} {capacity_after:>15} {predicted:>15.3} {measured:>14.3} {:>+6.1}%",
+            "{factor:>4}x {capacity_before:>16} {offered:>8} {admitted:>9} {refused:>8} {sent:>10} {lost:>10} {capacity_after:>15} {predicted:>15.3} {measured:>14.3} {:>+6.1}%",
             if measured > 0.0 {
                 (predicted - measured) / measured * 100.0
             } else {
