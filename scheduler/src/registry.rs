@@ -284,6 +284,24 @@ mod tests {
     }
 
     #[test]
+    fn an_overloaded_worker_gets_nothing_until_it_recovers() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(3));
+        let mut overloaded = status("w1", 0, false, &["x", "y"]);
+        if let Some(s) = overloaded.stats.as_mut() {
+            s.overloaded = true;
+        }
+        r.heartbeat(t0, overloaded).unwrap();
+        // A release between heartbeats frees a slot on a healthy worker, not on this one.
+        r.released("w1", "x");
+        assert_eq!(r.candidates()[0].headroom, 0);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        assert!(crate::placement::order(&r.candidates(), &mut rng, 3).is_empty());
+        r.heartbeat(t0, status("w1", 3, false, &["y"])).unwrap();
+        assert_eq!(r.candidates()[0].headroom, 3);
+    }
+
+    #[test]
     fn placements_use_headroom_until_the_next_heartbeat() {
         let t0 = Instant::now();
         let mut r = Registry::new(Duration::from_secs(3));

@@ -25,6 +25,9 @@ const FRAMES: usize = 100;
 /// Samples per 20 ms at 48 kHz.
 const FRAME_48K: usize = 960;
 
+/// RTP datagrams of one stream, in order.
+type Packets = Vec<Vec<u8>>;
+
 /// Which directions a pass feeds.
 #[derive(Clone, Copy)]
 enum Feed {
@@ -171,7 +174,7 @@ fn thread_cpu() -> Option<Duration> {
 
 /// Two seconds of the synthetic talker as PCMU packets (leg A), and as Opus packets from the
 /// WebRTC and the mobile client profiles (leg B).
-fn packets() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+fn packets() -> (Packets, Packets, Packets) {
     let pcm48 = talker(FRAMES * FRAME_48K);
     // 48 kHz to 8 kHz: a 6-tap box filter then decimation, enough to keep the G.711 leg in band.
     let pcm8: Vec<i16> = pcm48
@@ -195,7 +198,7 @@ fn packets() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
             p
         })
         .collect();
-    let opus = |config: EncoderConfig| -> Vec<Vec<u8>> {
+    let opus = |config: EncoderConfig| -> Packets {
         let mut encoder = OpusEncoder::new(&config).ok();
         pcm48
             .chunks_exact(FRAME_48K)
