@@ -307,7 +307,12 @@ async fn a_burst_of_allocates_is_refused_only_above_the_measured_capacity() {
             Err(code) => assert_eq!(code, tonic::Code::ResourceExhausted),
         }
     }
-    assert_eq!(admitted, expected, "no refusal below capacity {capacity}");
+    assert_eq!(
+        admitted,
+        expected,
+        "no refusal below capacity {capacity}: {:?}",
+        stats(&mut c).await
+    );
     // Windows after the burst: the set-up work did not lower capacity.
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let s = stats(&mut c).await;

@@ -268,7 +268,9 @@ impl LoadMeter {
         } else {
             0
         };
-        let loaded = busy >= self.target_busy * 0.5;
+        // Media work only: timers made late by a burst of set-ups on an idle core are not load
+        // that refusing calls would relieve.
+        let loaded = media >= self.target_busy * 0.5;
         let sustained = if (missing >= 2 && loaded) || missing >= PERSISTENT_MISS_WINDOWS {
             self.misses
         } else {
