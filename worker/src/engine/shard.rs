@@ -78,6 +78,8 @@ struct Reporting {
     unlogged: [u64; DropReason::ALL.len()],
     drops_logged: Option<Instant>,
     overload_logged: Option<Instant>,
+    /// A WARN said the core is overloaded and no INFO has said it recovered.
+    warned: bool,
 }
 
 pub(super) struct Shard {
@@ -138,6 +140,7 @@ impl Shard {
                 unlogged: [0; DropReason::ALL.len()],
                 drops_logged: None,
                 overload_logged: None,
+                warned: false,
             },
         })
     }
@@ -244,6 +247,7 @@ impl Shard {
                 if due(self.reporting.overload_logged) =>
             {
                 self.reporting.overload_logged = Some(now);
+                self.reporting.warned = true;
                 tracing::warn!(
                     core = self.core,
                     sessions = self.live,
@@ -256,7 +260,9 @@ impl Shard {
                     "media core overloaded: admission closed on it until it keeps up"
                 );
             }
-            Some(Overload::Cleared) => {
+            // Only after a WARN said so: a flapping core logs one pair per LOG_EVERY at most.
+            Some(Overload::Cleared) if self.reporting.warned => {
+                self.reporting.warned = false;
                 tracing::info!(
                     core = self.core,
                     busy = figures.busy(),
