@@ -365,3 +365,61 @@ async fn churn_of_set_ups_and_releases_leaves_capacity_where_it_was() {
     }
     assert!(round >= 10, "{round} rounds");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confined_worker_says_so_and_runs_on_what_it_has() {
+    let allowed = core_affinity::get_core_ids().unwrap_or_default();
+    if allowed.len() < 2 || Command::new("taskset").arg("-V").output().is_err() {
+        eprintln!("needs two cores and taskset: skipped");
+        return;
+    }
+    let all: Vec<String> = allowed.iter().map(|c| c.id.to_string()).collect();
+    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // Asked for every core, confined to one by taskset.
+    let child = Command::new("taskset")
+        .args(["-c", &all[0], env!("CARGO_BIN_EXE_bridgepool-worker")])
+        .args(["--grpc-listen", &grpc.to_string()])
+        .args(["--metrics-listen", &metrics.to_string()])
+        .args(["--rtp-port-min", "49000", "--rtp-port-max", "49099"])
+        .args(["--cores", &all.join(","), "--worker-id", "w-confined"])
+        .args(["--session-cost", "0.1", "--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("worker starts");
+    let mut w = WorkerProcess {
+        child,
+        grpc,
+        metrics,
+    };
+    let mut c = client(&w).await;
+    let s = stats(&mut c).await;
+    assert_eq!(s.cores.len(), 1, "{s:?}");
+    assert_eq!(s.cores[0].core.to_string(), all[0]);
+    assert_eq!(
+        s.capacity_sessions,
+        8,
+        "one core's capacity, not {}",
+        all.len()
+    );
+    let _ = w.child.kill();
+    let out = w.child.wait_with_output_stderr();
+    assert!(out.contains("fewer media cores than asked"), "{out}");
+}
+
+trait StderrOf {
+    fn wait_with_output_stderr(&mut self) -> String;
+}
+
+impl StderrOf for Child {
+    fn wait_with_output_stderr(&mut self) -> String {
+        use std::io::Read;
+        let _ = self.wait();
+        let mut text = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    }
+}

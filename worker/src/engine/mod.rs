@@ -451,7 +451,9 @@ fn media_cores(asked: &[usize]) -> Vec<usize> {
         && !allowed.is_empty()
         && allowed.len() < online
     {
-        tracing::warn!(
+        // INFO: a pod given a few cores by the CPU manager is the normal case; asked cores this
+        // process may not use are the surprise, and WARN below.
+        tracing::info!(
             allowed = ?allowed,
             online,
             "this process is confined to {} of the host's {online} cores (taskset or cgroup \
