@@ -123,8 +123,6 @@ impl CoreFigures {
 /// What the shard counted over one window, besides busy time.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(super) struct WindowTally {
-    /// Admitted sessions at the window's end.
-    pub(super) sessions: usize,
     /// Seconds of media received on leg A (G.711 in) over all sessions in the window.
     pub(super) talk_a: f64,
     /// Seconds of media received on leg B (Opus in).
@@ -311,7 +309,6 @@ mod tests {
 
     fn talking(n: usize) -> WindowTally {
         WindowTally {
-            sessions: n,
             talk_a: n as f64,
             talk_b: n as f64,
             talking: n,
@@ -349,11 +346,7 @@ mod tests {
         // 60 sessions ringing for ten seconds: the core only serves their odd timer.
         for w in 1..=10 {
             meter.media(Duration::from_micros(300));
-            let tally = WindowTally {
-                sessions: 60,
-                ..WindowTally::default()
-            };
-            meter.close(t0 + WINDOW * w, tally, &figures);
+            meter.close(t0 + WINDOW * w, WindowTally::default(), &figures);
         }
         assert_eq!(
             capacity(&figures),
@@ -381,11 +374,7 @@ mod tests {
         // 300 creates land at the end of a window: 300 ms of socket and encoder set-up.
         meter.media(Duration::from_millis(100));
         meter.setup(Duration::from_millis(300));
-        let tally = WindowTally {
-            sessions: 310,
-            ..talking(10)
-        };
-        meter.close(t0 + WINDOW * 6, tally, &figures);
+        meter.close(t0 + WINDOW * 6, talking(10), &figures);
         assert_eq!(capacity(&figures), before);
         assert!(
             figures.busy() > 0.39,
@@ -420,7 +409,6 @@ mod tests {
             meter.media(Duration::from_secs_f64(talk * truth));
             meter.setup(Duration::from_millis(3 * arrivals as u64));
             let tally = WindowTally {
-                sessions: live,
                 talk_a: talk,
                 talk_b: talk,
                 talking: live,

@@ -203,10 +203,7 @@ impl Shard {
     /// Tallies the window (who talked, how long; input and late drops), hands it to the meter
     /// and logs overload and drops, both rate-limited.
     fn close_window(&mut self, now: Instant) {
-        let mut tally = WindowTally {
-            sessions: self.live,
-            ..WindowTally::default()
-        };
+        let mut tally = WindowTally::default();
         for entry in self.entries.iter_mut().flatten() {
             let mut talked = false;
             for (i, talk) in entry.talk.iter_mut().enumerate() {
