@@ -184,6 +184,7 @@ mod tests {
                 live_sessions: live,
                 draining,
                 cores: vec![],
+                overloaded: false,
             }),
             session_ids: vec![],
         }

@@ -44,8 +44,12 @@ pub struct WorkerEntry {
 }
 
 impl WorkerEntry {
-    /// Headroom left by what we know.
+    /// Headroom left by what we know (none while the worker says it is overloaded, whatever
+    /// was released since).
     pub fn headroom(&self) -> u64 {
+        if self.stats.overloaded {
+            return 0;
+        }
         (self
             .stats
             .headroom_sessions
@@ -233,6 +237,7 @@ mod tests {
                 live_sessions: sessions.len() as u64,
                 draining,
                 cores: vec![],
+                overloaded: false,
             }),
             session_ids: sessions.iter().map(|s| (*s).to_owned()).collect(),
         }
@@ -276,6 +281,24 @@ mod tests {
         assert_eq!(r.candidates().len(), 1, "20 leases of 3 s: still listed");
         r.expire(t0 + Duration::from_secs(5 + 61));
         assert!(r.candidates().is_empty());
+    }
+
+    #[test]
+    fn an_overloaded_worker_gets_nothing_until_it_recovers() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(3));
+        let mut overloaded = status("w1", 0, false, &["x", "y"]);
+        if let Some(s) = overloaded.stats.as_mut() {
+            s.overloaded = true;
+        }
+        r.heartbeat(t0, overloaded).unwrap();
+        // A release between heartbeats frees a slot on a healthy worker, not on this one.
+        r.released("w1", "x");
+        assert_eq!(r.candidates()[0].headroom, 0);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        assert!(crate::placement::order(&r.candidates(), &mut rng, 3).is_empty());
+        r.heartbeat(t0, status("w1", 3, false, &["y"])).unwrap();
+        assert_eq!(r.candidates()[0].headroom, 3);
     }
 
     #[test]

@@ -38,6 +38,8 @@ fn main() {
             latch_window: Duration::from_secs(3),
             pin: false,
             target_busy: 0.95,
+            session_cost: None,
+            live_cost: true,
             busy_poll: false,
         })
         .expect("engine");

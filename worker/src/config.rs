@@ -44,6 +44,20 @@ pub struct WorkerArgs {
     /// Busy share of a media core up to which sessions are admitted (0.05..0.95).
     #[arg(long, env = "BRIDGEPOOL_ADMISSION_BUSY", default_value = "0.8")]
     pub admission_busy: String,
+    /// Core share of one talking two-way session (e.g. 0.005), used instead of the start-up
+    /// calibration: a known, fixed capacity of admission-busy / session-cost per media core.
+    #[arg(long, env = "BRIDGEPOOL_SESSION_COST")]
+    pub session_cost: Option<String>,
+    /// Correct the session cost live from what talking sessions measure (false: keep the
+    /// calibrated or given cost). Takes true/false like --busy-poll.
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LIVE_COST",
+        default_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub live_cost: bool,
     /// Media threads spin on their sockets instead of sleeping: lower latency, but each media
     /// core shows 100 % CPU whatever the load (admission still counts work only).
     /// Needs --cores to leave a core free. The variable takes true/false, yes/no, on/off, y/n,
@@ -172,15 +186,19 @@ impl WorkerArgs {
                 Err(_) => bad("cores", format!("'{part}' is not a core number")),
             }
         }
-        if let Some(available) = core_affinity::get_core_ids() {
-            for c in &cores {
-                if !available.iter().any(|a| a.id == *c) {
-                    bad(
-                        "cores",
-                        format!("core {c} is not available to this process"),
-                    );
-                }
-            }
+        // A process confined (taskset, cgroup cpuset) to some of the asked cores runs on those
+        // and says so at start (see the engine); only none at all is an error.
+        if let Some(available) = core_affinity::get_core_ids()
+            && !cores.is_empty()
+            && !cores.iter().any(|c| available.iter().any(|a| a.id == *c))
+        {
+            bad(
+                "cores",
+                format!(
+                    "none of {cores:?} is available to this process (it may run on {:?})",
+                    available.iter().map(|a| a.id).collect::<Vec<_>>()
+                ),
+            );
         }
         if self.busy_poll {
             let available = core_affinity::get_core_ids().map_or(0, |a| a.len());
@@ -214,6 +232,18 @@ impl WorkerArgs {
             bad(
                 "admission-busy",
                 format!("{b} is not between 0.01 and 0.95"),
+            );
+        }
+        let session_cost = self
+            .session_cost
+            .as_deref()
+            .and_then(|s| parse::<f64>(s, "session-cost", &mut bad));
+        if let Some(c) = session_cost
+            && !(1e-5..=1.0).contains(&c)
+        {
+            bad(
+                "session-cost",
+                format!("{c} is not a core share between 0.00001 and 1"),
             );
         }
         let drain_deadline = duration(&self.drain_deadline, "drain-deadline", &mut bad);
@@ -301,6 +331,8 @@ impl WorkerArgs {
                 pin: true,
                 target_busy,
                 busy_poll: self.busy_poll,
+                session_cost,
+                live_cost: self.live_cost,
             },
             schedulers: self.schedulers.clone(),
             worker_id,

@@ -216,6 +216,67 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
             c.core, c.busy
         );
     }
+    for (name, help, pick) in [
+        (
+            "bridgepool_worker_core_media_busy_ratio",
+            "Busy time serving media (set-up excluded) over wall time in the last second.",
+            0,
+        ),
+        (
+            "bridgepool_worker_core_predicted_busy_ratio",
+            "Media busy share the cost model predicted for the last second's talking sessions.",
+            1,
+        ),
+        (
+            "bridgepool_worker_cost_prediction_error_ratio",
+            "Predicted minus measured media busy share in the last second (positive: the model \
+             overestimates the cost).",
+            2,
+        ),
+        (
+            "bridgepool_worker_session_cost_ratio",
+            "Core share of one talking session in the cost model; every admitted session reserves it.",
+            3,
+        ),
+    ] {
+        header(&mut out, name, "gauge", help);
+        for c in &cores {
+            let v = match pick {
+                0 => c.media_busy,
+                1 => c.predicted_busy,
+                2 => c.predicted_busy - c.media_busy,
+                _ => c.session_cost,
+            };
+            let _ = writeln!(out, "{name}{{core=\"{}\"}} {v:.6}", c.core);
+        }
+    }
+    header(
+        &mut out,
+        "bridgepool_worker_talking_sessions",
+        "gauge",
+        "Sessions that carried media in the last second, per media core.",
+    );
+    for c in &cores {
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_talking_sessions{{core=\"{}\"}} {}",
+            c.core, c.talking
+        );
+    }
+    header(
+        &mut out,
+        "bridgepool_worker_overloaded",
+        "gauge",
+        "1 while a media core is overloaded (sustained deadline misses or late drops): it admits nothing.",
+    );
+    for c in &cores {
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_overloaded{{core=\"{}\"}} {}",
+            c.core,
+            u8::from(c.overloaded)
+        );
+    }
     let capacity: u64 = cores.iter().map(|c| c.capacity).sum();
     let headroom: u64 = if load(&control.draining) == 1 {
         0

@@ -109,8 +109,13 @@ impl WorkerState {
                     capacity: c.capacity,
                     headroom: c.headroom,
                     deadline_misses: c.deadline_misses,
+                    overloaded: c.overloaded,
+                    talking: c.talking,
+                    predicted_busy: c.predicted_busy,
+                    session_cost: c.session_cost,
                 })
                 .collect(),
+            overloaded: !cores.is_empty() && cores.iter().all(|c| c.overloaded),
         }
     }
 

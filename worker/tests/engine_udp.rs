@@ -27,6 +27,8 @@ fn engine_polling(port_min: u16, port_max: u16, busy_poll: bool) -> Engine {
         latch_window: Duration::from_secs(2),
         pin: false,
         target_busy: 0.8,
+        session_cost: None,
+        live_cost: true,
         busy_poll,
     })
     .expect("engine starts");

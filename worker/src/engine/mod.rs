@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 pub use command::{EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot};
 pub use latch::Latch;
-pub use load::{CoreFigures, MISS_TOLERANCE, TARGET_BUSY};
+pub use load::{CoreFigures, DirectionCosts, MISS_TOLERANCE, TARGET_BUSY};
 pub use metrics::{CoreCounters, PROCESSING_BUCKETS};
 pub use ports::{PortError, PortPool};
 
@@ -55,6 +55,12 @@ pub struct EngineConfig {
     /// of the whole core at 100 % CPU whatever the load. Busy time and capacity still count work
     /// only. For cores dedicated to media.
     pub busy_poll: bool,
+    /// Core share of one talking two-way session to use instead of the start-up calibration
+    /// (a fixed, known capacity: tests, or an operator who measured the host).
+    pub session_cost: Option<f64>,
+    /// Learn the cost of talking sessions live and correct the calibration with it. Off, the
+    /// calibrated (or given) cost is the cost for the process's life.
+    pub live_cost: bool,
 }
 
 /// Why a session could not be created.
@@ -121,6 +127,16 @@ pub struct CoreReport {
     pub headroom: u64,
     /// Missed frame deadlines since start.
     pub deadline_misses: u64,
+    /// Overloaded: sustained deadline misses or late drops; admission is closed on it.
+    pub overloaded: bool,
+    /// Sessions that carried media in the last window.
+    pub talking: u64,
+    /// Media busy share the cost model predicted for the last window.
+    pub predicted_busy: f64,
+    /// Media busy share measured over the last window (set-up work excluded).
+    pub media_busy: f64,
+    /// Core share of one talking session the model uses now.
+    pub session_cost: f64,
 }
 
 /// The running engine.
@@ -131,7 +147,10 @@ pub struct Engine {
     next_id: AtomicU64,
     /// Where each live session is (control plane only, never on the packet path).
     placement: Mutex<std::collections::HashMap<SessionId, usize>>,
-    calibrated_cost: f64,
+    /// Held while a create picks its core and reserves headroom there, so concurrent creates
+    /// cannot both take the last slot.
+    admission: Mutex<()>,
+    calibrated: DirectionCosts,
 }
 
 impl Engine {
@@ -140,17 +159,11 @@ impl Engine {
     pub fn start(config: &EngineConfig) -> std::io::Result<(Self, UnboundedReceiver<EngineEvent>)> {
         let ports = PortPool::new(config.media_ip, config.port_min, config.port_max)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let all = core_affinity::get_core_ids().unwrap_or_default();
-        let cores: Vec<usize> = if config.cores.is_empty() {
-            if all.is_empty() {
-                vec![0]
-            } else {
-                all.iter().map(|c| c.id).collect()
-            }
-        } else {
-            config.cores.clone()
+        let cores = media_cores(&config.cores);
+        let calibrated = match config.session_cost {
+            Some(cost) => DirectionCosts::even(cost),
+            None => calibrate::direction_costs(),
         };
-        let calibrated_cost = calibrate::session_cost();
         let (events_tx, events_rx) = unbounded_channel();
         let mut shards = Vec::with_capacity(cores.len());
         for &core in &cores {
@@ -159,9 +172,12 @@ impl Engine {
             let (tx, rx) = channel();
             let figures = Arc::new(CoreFigures::default());
             figures.capacity.store(
-                (config.target_busy / calibrated_cost).floor() as u64,
+                load::LoadMeter::initial_capacity(calibrated, config.target_busy),
                 Ordering::Relaxed,
             );
+            figures
+                .session_cost_ppm
+                .store((calibrated.session() * 1e6) as u64, Ordering::Relaxed);
             let counters = Arc::new(CoreCounters::default());
             let shard = Shard::new(
                 poll,
@@ -169,11 +185,13 @@ impl Engine {
                 events_tx.clone(),
                 figures.clone(),
                 counters.clone(),
-                calibrated_cost,
+                calibrated,
+                core,
                 ShardConfig {
                     latch_window: config.latch_window,
                     target_busy: config.target_busy,
                     busy_poll: config.busy_poll,
+                    live_cost: config.live_cost,
                 },
             )?;
             let pin = config.pin;
@@ -205,7 +223,8 @@ impl Engine {
                 advertise_ip: config.advertise_ip.unwrap_or(config.media_ip),
                 next_id: AtomicU64::new(seed << 20),
                 placement: Mutex::new(std::collections::HashMap::new()),
-                calibrated_cost,
+                admission: Mutex::new(()),
+                calibrated,
             },
             events_rx,
         ))
@@ -222,6 +241,11 @@ impl Engine {
                 capacity: s.figures.capacity.load(Ordering::Relaxed),
                 headroom: s.figures.headroom(),
                 deadline_misses: s.figures.deadline_misses.load(Ordering::Relaxed),
+                overloaded: s.figures.is_overloaded(),
+                talking: s.figures.talking.load(Ordering::Relaxed),
+                predicted_busy: s.figures.predicted_busy_ppm.load(Ordering::Relaxed) as f64 / 1e6,
+                media_busy: s.figures.media_busy_ppm.load(Ordering::Relaxed) as f64 / 1e6,
+                session_cost: s.figures.session_cost_ppm.load(Ordering::Relaxed) as f64 / 1e6,
             })
             .collect()
     }
@@ -231,9 +255,14 @@ impl Engine {
         self.shards.iter().map(|s| s.counters.clone()).collect()
     }
 
-    /// Core share one session cost in the startup calibration.
+    /// Core share one talking session cost in the start-up calibration (or as configured).
     pub fn calibrated_cost(&self) -> f64 {
-        self.calibrated_cost
+        self.calibrated.session()
+    }
+
+    /// The calibrated cost per direction.
+    pub fn calibrated_directions(&self) -> DirectionCosts {
+        self.calibrated
     }
 
     /// The port pool (for leak checks and metrics).
@@ -251,29 +280,39 @@ impl Engine {
         config
             .validate()
             .map_err(|e| CreateError::Invalid(e.to_string()))?;
-        let best = self
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.figures.headroom()))
-            .max_by_key(|(_, h)| *h);
-        let Some((index, headroom)) = best.filter(|(_, h)| *h > 0) else {
-            let cores = self.cores();
-            return Err(CreateError::NoHeadroom {
-                sessions: cores.iter().map(|c| c.sessions).sum(),
-                cores: cores.len(),
-                capacity: cores.iter().map(|c| c.capacity).sum(),
-            });
+        let index = {
+            let _admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+            let best = self
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, s.figures.headroom()))
+                .max_by_key(|(_, h)| *h);
+            let Some((index, _)) = best.filter(|(_, h)| *h > 0) else {
+                let cores = self.cores();
+                return Err(CreateError::NoHeadroom {
+                    sessions: cores.iter().map(|c| c.sessions).sum(),
+                    cores: cores.len(),
+                    capacity: cores.iter().map(|c| c.capacity).sum(),
+                });
+            };
+            // Reserved until the media thread answers (it then counts the session itself).
+            self.shards[index]
+                .figures
+                .pending
+                .fetch_add(1, Ordering::Relaxed);
+            index
         };
-        let _ = headroom;
-        let ports_a = self.ports.allocate()?;
-        let ports_b = self.ports.allocate()?;
+        let shard = &self.shards[index];
+        // Released on every way out, a cancelled request (a client that hung up) included.
+        let reservation = Reservation(&shard.figures.pending);
+        let (ports_a, ports_b) = match (self.ports.allocate(), self.ports.allocate()) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
         let local_a = SocketAddr::new(self.advertise_ip, ports_a.lease.port);
         let local_b = SocketAddr::new(self.advertise_ip, ports_b.lease.port);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let shard = &self.shards[index];
-        // Count it at once so concurrent creates see the headroom it takes.
-        shard.figures.sessions.fetch_add(1, Ordering::Relaxed);
         let (reply, wait) = oneshot::channel();
         let sent = shard.commands.send(Command::Create {
             id,
@@ -289,7 +328,11 @@ impl Engine {
             return Err(CreateError::Stopped);
         }
         let _ = shard.waker.wake();
-        match wait.await {
+        // The session is in the shard's own count before it replies: counted twice for a
+        // moment, never missed.
+        let answer = wait.await;
+        drop(reservation);
+        match answer {
             Ok(Ok(())) => {
                 self.placement_lock().insert(id, index);
                 Ok(Created {
@@ -392,6 +435,101 @@ impl Drop for Engine {
     }
 }
 
+/// The media cores to run: the configured ones this process may run on, or all it may run on.
+/// A process confined (taskset, a cgroup cpuset) to fewer cores than asked says so and uses what
+/// it has, rather than pinning threads where the kernel will not let them run.
+fn media_cores(asked: &[usize]) -> Vec<usize> {
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| count_cpu_list(s.trim()));
+    if let Some(online) = online
+        && !allowed.is_empty()
+        && allowed.len() < online
+    {
+        // INFO: a pod given a few cores by the CPU manager is the normal case; asked cores this
+        // process may not use are the surprise, and WARN below.
+        tracing::info!(
+            allowed = ?allowed,
+            online,
+            "this process is confined to {} of the host's {online} cores (taskset or cgroup \
+             cpuset): media threads run on those only",
+            allowed.len()
+        );
+    }
+    if let Some(quota) = cgroup_cpu_quota()
+        && quota < allowed.len().max(1) as f64
+    {
+        tracing::warn!(
+            quota,
+            cores = allowed.len(),
+            "the cgroup CPU quota is {quota:.2} cores, less than the cores this process may run \
+             on: media threads will be throttled; give the pod whole cores (requests = limits)"
+        );
+    }
+    if asked.is_empty() {
+        return if allowed.is_empty() { vec![0] } else { allowed };
+    }
+    if allowed.is_empty() {
+        return asked.to_vec();
+    }
+    let kept: Vec<usize> = asked
+        .iter()
+        .copied()
+        .filter(|c| allowed.contains(c))
+        .collect();
+    if kept.len() < asked.len() {
+        tracing::warn!(
+            asked = ?asked,
+            allowed = ?allowed,
+            using = ?kept,
+            "fewer media cores than asked: this process may not run on some of them"
+        );
+    }
+    if kept.is_empty() {
+        // Validation refuses this case; keep one thread on what we have rather than none.
+        return vec![allowed[0]];
+    }
+    kept
+}
+
+/// Counts the CPUs in a kernel CPU list such as `0-3,6,8-9`.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    let mut n = 0;
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?,
+            None => {
+                part.parse::<usize>().ok()?;
+                1
+            }
+        };
+    }
+    Some(n)
+}
+
+/// The cgroup v2 CPU quota of this process in cores (`cpu.max`), when one is set.
+fn cgroup_cpu_quota() -> Option<f64> {
+    let text = std::fs::read_to_string("/sys/fs/cgroup/cpu.max").ok()?;
+    let mut fields = text.split_whitespace();
+    let quota = fields.next()?.parse::<f64>().ok()?;
+    let period = fields.next()?.parse::<f64>().ok()?;
+    (period > 0.0).then_some(quota / period)
+}
+
+/// Headroom a create in flight holds on a core until the media thread answers.
+struct Reservation<'a>(&'a AtomicU64);
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// NTP time now (RFC 5905 64-bit), for sessions' RTCP.
 fn ntp_now() -> u64 {
     let d = SystemTime::now()
@@ -400,4 +538,30 @@ fn ntp_now() -> u64 {
     let secs = d.as_secs() + NTP_UNIX_OFFSET;
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
     (secs << 32) | frac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(count_cpu_list("0-3,6,8-9"), Some(7));
+        assert_eq!(count_cpu_list("0"), Some(1));
+        assert_eq!(count_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn asked_cores_are_kept_to_the_allowed_ones() {
+        let allowed: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        let Some(&first) = allowed.first() else {
+            return;
+        };
+        assert_eq!(media_cores(&[first, 100_000]), vec![first]);
+        assert_eq!(media_cores(&[]), allowed);
+    }
 }

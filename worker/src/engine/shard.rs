@@ -20,7 +20,7 @@ use super::command::{
     Command, EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot,
 };
 use super::latch::Latch;
-use super::load::{CoreFigures, LoadMeter, MISS_TOLERANCE};
+use super::load::{CoreFigures, DirectionCosts, LoadMeter, MISS_TOLERANCE, Overload, WindowTally};
 use super::metrics::CoreCounters;
 use super::ports::{PortLease, PortPair};
 use crate::session::{Channel, DropReason, Leg, MAX_DATAGRAM, Session, SessionEvent};
@@ -33,6 +33,10 @@ const BATCH: usize = 8;
 type RecvBufs = [[u8; 1500]; BATCH];
 /// Longest sleep with nothing scheduled: the load window still rolls.
 const IDLE_TICK: Duration = Duration::from_millis(100);
+/// At most one overload WARN and one drop summary per core in this long.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Media a single packet stands for when a leg's talk time is tallied (one usual ptime).
+const PACKET_TALK: Duration = Duration::from_millis(20);
 
 struct LegIo {
     rtp: UdpSocket,
@@ -51,6 +55,8 @@ struct Entry {
     legs: [LegIo; 2],
     /// The deadline queued for this session (stale heap entries are skipped).
     timer: Option<Instant>,
+    /// First and last RTP accepted per leg in the current load window: how long it talked.
+    talk: [Option<(Instant, Instant)>; 2],
 }
 
 /// Per-thread configuration.
@@ -59,6 +65,21 @@ pub(super) struct ShardConfig {
     pub(super) target_busy: f64,
     /// Poll without sleeping (see [`super::EngineConfig::busy_poll`]).
     pub(super) busy_poll: bool,
+    /// Learn the cost live (off: the calibration is the cost).
+    pub(super) live_cost: bool,
+}
+
+/// Figures the shard keeps between windows to turn its counters into per-window deltas, and its
+/// log rate limits.
+struct Reporting {
+    packets_in: u64,
+    drops: [u64; DropReason::ALL.len()],
+    /// Drops since the last summary line.
+    unlogged: [u64; DropReason::ALL.len()],
+    drops_logged: Option<Instant>,
+    overload_logged: Option<Instant>,
+    /// A WARN said the core is overloaded and no INFO has said it recovered.
+    warned: bool,
 }
 
 pub(super) struct Shard {
@@ -76,6 +97,8 @@ pub(super) struct Shard {
     udp: UdpSocketState,
     send_buf: Box<[u8; MAX_DATAGRAM]>,
     live: usize,
+    core: usize,
+    reporting: Reporting,
 }
 
 impl Shard {
@@ -86,7 +109,8 @@ impl Shard {
         events: UnboundedSender<EngineEvent>,
         figures: Arc<CoreFigures>,
         counters: Arc<CoreCounters>,
-        calibrated_cost: f64,
+        costs: DirectionCosts,
+        core: usize,
         config: ShardConfig,
     ) -> io::Result<Self> {
         // quinn-udp's receive path keeps no per-socket state on Linux; the state is built on a
@@ -104,11 +128,20 @@ impl Shard {
             timers: BinaryHeap::new(),
             figures,
             counters,
-            meter: LoadMeter::new(Instant::now(), calibrated_cost, config.target_busy),
+            meter: LoadMeter::new(Instant::now(), costs, config.target_busy, config.live_cost),
             config,
             udp,
             send_buf: Box::new([0; MAX_DATAGRAM]),
             live: 0,
+            core,
+            reporting: Reporting {
+                packets_in: 0,
+                drops: [0; DropReason::ALL.len()],
+                unlogged: [0; DropReason::ALL.len()],
+                drops_logged: None,
+                overload_logged: None,
+                warned: false,
+            },
         })
     }
 
@@ -133,27 +166,124 @@ impl Shard {
                 return;
             }
             let woke = Instant::now();
-            // A turn that handled no event, command or due timer did nothing: a spinning core's
+            // A turn that handled no event or due timer did no media work: a spinning core's
             // empty turns are idle time, not load.
-            let mut worked = !events.is_empty();
+            let mut worked = false;
             for event in events.iter() {
                 if event.token() == WAKER {
                     continue;
                 }
+                worked = true;
                 self.on_readable(event.token(), &mut bufs);
             }
+            // Set-up work is timed apart: a burst of creates is not what talking calls cost.
+            let commands = Instant::now();
             match self.drain_commands() {
-                Some(handled) => worked |= handled,
+                Some(true) => self.meter.setup(commands.elapsed()),
+                Some(false) => {}
                 None => {
                     self.shutdown();
                     return;
                 }
             }
-            worked |= self.run_timers();
-            if worked {
-                self.meter.busy(woke.elapsed());
+            let timers = Instant::now();
+            if self.run_timers() {
+                self.meter.media(timers.elapsed());
             }
-            self.meter.roll(Instant::now(), self.live, &self.figures);
+            if worked {
+                self.meter.media(commands.saturating_duration_since(woke));
+            }
+            let now = Instant::now();
+            if self.meter.due(now) {
+                self.close_window(now);
+            }
+        }
+    }
+
+    /// Tallies the window (who talked, how long; input and late drops), hands it to the meter
+    /// and logs overload and drops, both rate-limited.
+    fn close_window(&mut self, now: Instant) {
+        let mut tally = WindowTally::default();
+        for entry in self.entries.iter_mut().flatten() {
+            let mut talked = false;
+            for (i, talk) in entry.talk.iter_mut().enumerate() {
+                if let Some((first, last)) = talk.take() {
+                    let secs = (last.saturating_duration_since(first) + PACKET_TALK)
+                        .min(super::load::WINDOW)
+                        .as_secs_f64();
+                    if i == 0 {
+                        tally.talk_a += secs;
+                    } else {
+                        tally.talk_b += secs;
+                    }
+                    talked = true;
+                }
+            }
+            tally.talking += usize::from(talked);
+        }
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let packets_in = load(&self.counters.packets_in[0]) + load(&self.counters.packets_in[1]);
+        tally.packets_in = packets_in - self.reporting.packets_in;
+        self.reporting.packets_in = packets_in;
+        let mut dropped = false;
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            let total = load(&self.counters.drops[i]);
+            let delta = total - self.reporting.drops[i];
+            self.reporting.drops[i] = total;
+            self.reporting.unlogged[i] += delta;
+            dropped |= delta > 0;
+            if *reason == DropReason::Late {
+                tally.late = delta;
+            }
+        }
+        let state = self.meter.close(now, tally, &self.figures);
+        let due = |last: Option<Instant>| last.is_none_or(|t| now.duration_since(t) >= LOG_EVERY);
+        let figures = &self.figures;
+        match state {
+            Some(Overload::Entered) | Some(Overload::Continues)
+                if due(self.reporting.overload_logged) =>
+            {
+                self.reporting.overload_logged = Some(now);
+                self.reporting.warned = true;
+                tracing::warn!(
+                    core = self.core,
+                    sessions = self.live,
+                    talking = tally.talking,
+                    busy = figures.busy(),
+                    capacity = figures.capacity.load(Ordering::Relaxed),
+                    misses = figures.recent_misses.load(Ordering::Relaxed),
+                    late = tally.late,
+                    packets_in = tally.packets_in,
+                    "media core overloaded: admission closed on it until it keeps up"
+                );
+            }
+            // Only after a WARN said so: a flapping core logs one pair per LOG_EVERY at most.
+            Some(Overload::Cleared) if self.reporting.warned => {
+                self.reporting.warned = false;
+                tracing::info!(
+                    core = self.core,
+                    busy = figures.busy(),
+                    "media core recovered"
+                );
+            }
+            _ => {}
+        }
+        if dropped && due(self.reporting.drops_logged) {
+            self.reporting.drops_logged = Some(now);
+            // Drops are counted in metrics; this line makes them visible in the logs too (at
+            // most one line per LOG_EVERY, so its allocation is off the packet path).
+            let counts: Vec<String> = DropReason::ALL
+                .iter()
+                .zip(self.reporting.unlogged)
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| format!("{}={n}", r.as_str()))
+                .collect();
+            tracing::info!(
+                core = self.core,
+                drops = %counts.join(" "),
+                "input dropped since the last such line"
+            );
+            self.reporting.unlogged = [0; DropReason::ALL.len()];
         }
     }
 
@@ -231,6 +361,10 @@ impl Shard {
         }
         if is_rtcp && channel == Channel::Rtp {
             io.rtcp_mux = true;
+        }
+        if !is_rtcp {
+            let talk = &mut entry.talk[leg_index(leg)];
+            *talk = Some((talk.map_or(now, |(first, _)| first), now));
         }
         let before = entry.session.drops(leg);
         let started = Instant::now();
@@ -474,6 +608,7 @@ impl Shard {
             session,
             legs,
             timer: None,
+            talk: [None; 2],
         });
         self.by_id.insert(id, slot);
         self.live += 1;
