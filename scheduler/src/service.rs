@@ -36,7 +36,7 @@ pub struct SchedulerState {
     pub events: broadcast::Sender<v1::SessionEvent>,
     /// Prometheus counters.
     pub metrics: Metrics,
-    worker_timeout: Duration,
+    pub(crate) worker_timeout: Duration,
 }
 
 impl SchedulerState {
@@ -58,7 +58,7 @@ impl SchedulerState {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn client(&self, endpoint: &str) -> Result<WorkerClient<Channel>, Status> {
+    pub(crate) fn client(&self, endpoint: &str) -> Result<WorkerClient<Channel>, Status> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(endpoint) {
             return Ok(c.clone());
