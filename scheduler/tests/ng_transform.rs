@@ -42,7 +42,10 @@ fn free_port() -> u16 {
 }
 
 fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn worker_binary() -> PathBuf {
@@ -81,7 +84,14 @@ async fn pool() -> Pool {
             .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--scheduler", &format!("http://{grpc}")])
-            .args(["--worker-id", "ng-w1", "--heartbeat-interval", "250ms", "--cores", "0"])
+            .args([
+                "--worker-id",
+                "ng-w1",
+                "--heartbeat-interval",
+                "250ms",
+                "--cores",
+                "0",
+            ])
             .args(["--log", "warn"])
             .stdout(Stdio::null())
             .spawn()
@@ -90,7 +100,12 @@ async fn pool() -> Pool {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(mut c) = SchedulerClient::connect(format!("http://{grpc}")).await {
-            let w = c.list_workers(v1::ListWorkersRequest {}).await.unwrap().into_inner().workers;
+            let w = c
+                .list_workers(v1::ListWorkersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .workers;
             if w.iter().any(|w| w.state == v1::WorkerState::Ready as i32) {
                 break;
             }
@@ -140,7 +155,9 @@ async fn transform_pcmu_to_opus_over_udp() {
     let ng = UdpSocket::bind("127.0.0.1:0").unwrap();
     ng.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let media = UdpSocket::bind("127.0.0.1:0").unwrap();
-    media.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    media
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
 
     // Health, an unknown command, garbage.
     let pong = ask(&ng, pool.ng, b"12727_1 d7:command4:pinge");
@@ -148,7 +165,9 @@ async fn transform_pcmu_to_opus_over_udp() {
     let unknown = ask(&ng, pool.ng, b"u1 d7:command5:offere");
     assert_eq!(
         client::parse_reply(&unknown, "u1"),
-        Err(client::ReplyError::Refused { reason: "Unrecognized command".into() })
+        Err(client::ReplyError::Refused {
+            reason: "Unrecognized command".into()
+        })
     );
     let garbage = ask(&ng, pool.ng, b"g1 d7:command");
     assert!(client::parse_reply(&garbage, "g1").is_err());
@@ -168,10 +187,27 @@ async fn transform_pcmu_to_opus_over_udp() {
 
     // A resend (the relay retries with the same cookie) gets the same bytes, and no second job.
     assert_eq!(ask(&ng, pool.ng, &datagram), raw_reply);
-    let listed = ask(&ng, pool.ng, &client::frame("l1", &bridgepool_ng::Dict::new().with("command", "list")));
+    let listed = ask(
+        &ng,
+        pool.ng,
+        &client::frame("l1", &bridgepool_ng::Dict::new().with("command", "list")),
+    );
     let listed = client::parse_reply(&listed, "l1").unwrap();
-    assert_eq!(listed.get("calls").and_then(|c| c.as_list()).map(<[_]>::len), Some(1));
-    let stats = ask(&ng, pool.ng, &client::frame("s1", &bridgepool_ng::Dict::new().with("command", "statistics")));
+    assert_eq!(
+        listed
+            .get("calls")
+            .and_then(|c| c.as_list())
+            .map(<[_]>::len),
+        Some(1)
+    );
+    let stats = ask(
+        &ng,
+        pool.ng,
+        &client::frame(
+            "s1",
+            &bridgepool_ng::Dict::new().with("command", "statistics"),
+        ),
+    );
     let stats = client::parse_reply(&stats, "s1").unwrap();
     let total = stats
         .get("statistics")
@@ -187,10 +223,16 @@ async fn transform_pcmu_to_opus_over_udp() {
     let mut buf = [0u8; 1500];
     media.set_nonblocking(true).unwrap();
     for i in 0..50u16 {
-        media.send_to(&pcmu_packet(1000 + i, 3000 + 160 * u32::from(i)), job_addr).unwrap();
+        media
+            .send_to(&pcmu_packet(1000 + i, 3000 + 160 * u32::from(i)), job_addr)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(20));
         while let Ok((n, from)) = media.recv_from(&mut buf) {
-            assert_eq!(from.port(), job_addr.port(), "output comes from the advertised port");
+            assert_eq!(
+                from.port(),
+                job_addr.port(),
+                "output comes from the advertised port"
+            );
             got.push(buf[..n].to_vec());
         }
     }
@@ -207,8 +249,15 @@ async fn transform_pcmu_to_opus_over_udp() {
         let p = RtpPacket::parse(d).unwrap();
         assert_eq!(p.payload_type(), 96);
         assert_eq!(p.ssrc(), first.ssrc());
-        assert_eq!(p.sequence_number(), first.sequence_number().wrapping_add(i as u16));
-        assert_eq!(p.timestamp(), first.timestamp().wrapping_add(960 * i as u32), "48 kHz clock");
+        assert_eq!(
+            p.sequence_number(),
+            first.sequence_number().wrapping_add(i as u16)
+        );
+        assert_eq!(
+            p.timestamp(),
+            first.timestamp().wrapping_add(960 * i as u32),
+            "48 kHz clock"
+        );
         assert_eq!(decoder.decode(p.payload(), &mut pcm).unwrap(), 960);
     }
 
@@ -216,9 +265,16 @@ async fn transform_pcmu_to_opus_over_udp() {
     let deleted = ask(&ng, pool.ng, DELETE);
     let deleted = client::parse_reply(&deleted, "c7805a4ecf1959b7").unwrap();
     assert_eq!(deleted.get("warning"), None);
-    assert!(UdpSocket::bind(job_addr).is_ok(), "the job's port is still bound");
+    assert!(
+        UdpSocket::bind(job_addr).is_ok(),
+        "the job's port is still bound"
+    );
     // Deleting again: ok with rtpengine's warning.
-    let again = ask(&ng, pool.ng, &client::frame("d2", &client::delete(&reply.call_id, &reply.from_tag)));
+    let again = ask(
+        &ng,
+        pool.ng,
+        &client::frame("d2", &client::delete(&reply.call_id, &reply.from_tag)),
+    );
     let again = client::parse_reply(&again, "d2").unwrap();
     assert!(again.get("warning").is_some());
 }
@@ -237,7 +293,8 @@ async fn unsupported_pair_and_no_worker_are_refused_at_once() {
             .unwrap(),
     );
     let ng = UdpSocket::bind("127.0.0.1:0").unwrap();
-    ng.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    ng.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         ng.send_to(b"p d7:command4:pinge", ng_addr).unwrap();
@@ -253,7 +310,9 @@ async fn unsupported_pair_and_no_worker_are_refused_at_once() {
     assert!(started.elapsed() < Duration::from_millis(50));
     assert_eq!(
         client::parse_reply(&reply, std::str::from_utf8(&captured.cookie).unwrap()),
-        Err(client::ReplyError::Refused { reason: "Parallel session limit reached".into() })
+        Err(client::ReplyError::Refused {
+            reason: "Parallel session limit reached".into()
+        })
     );
     let mut request = TransformRequest::from_body(&captured.body).unwrap();
     request.media[0].codecs[0].output.codec = "G722".into();
@@ -304,5 +363,8 @@ fn through_a_real_relay() {
         .env("R_NG", relay_ng.to_string())
         .status()
         .unwrap();
-    assert!(status.success(), "transform_e2e.py failed through the relay");
+    assert!(
+        status.success(),
+        "transform_e2e.py failed through the relay"
+    );
 }

@@ -213,3 +213,76 @@ async fn statistics(pool: &JobPool) -> Dict {
             .with("controlstatistics", Dict::new()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::service::SchedulerState;
+
+    const TRANSFORM: &[u8] =
+        include_bytes!("../../../ng/tests/golden/transform_pcmu_opus_request.bin");
+
+    fn pool() -> JobPool {
+        JobPool::new(Arc::new(SchedulerState::new(
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+        )))
+    }
+
+    async fn ask(body: &Dict, instance: &str) -> Dict {
+        dispatch(&pool(), instance, body).await
+    }
+
+    #[tokio::test]
+    async fn our_own_instance_is_a_loop() {
+        let m = bridgepool_ng::Message::parse(TRANSFORM).unwrap();
+        let r = ask(&m.body, "f725e85d996b").await;
+        assert_eq!(r.str("error-reason"), Some(reasons::LOOP));
+        // Another instance with no worker: refused at once with a failover string.
+        let r = ask(&m.body, "000000000000").await;
+        assert_eq!(r.str("error-reason"), Some(reasons::SESSION_LIMIT));
+    }
+
+    #[tokio::test]
+    async fn commands_without_workers() {
+        let cmd = |c: &str| Dict::new().with("command", c);
+        assert_eq!(ask(&cmd("ping"), "i").await.str("result"), Some("pong"));
+        assert_eq!(
+            ask(&cmd("start recording"), "i").await.str("error-reason"),
+            Some(reasons::UNRECOGNIZED_COMMAND)
+        );
+        assert_eq!(ask(&Dict::new(), "i").await.str("result"), Some("error"));
+        assert_eq!(
+            ask(&cmd("delete"), "i").await.str("error-reason"),
+            Some(reasons::NO_CALL_ID)
+        );
+        let del = cmd("delete").with("call-id", "x").with("from-tag", "y");
+        let r = ask(&del, "i").await;
+        assert_eq!(
+            (r.str("result"), r.str("warning")),
+            (Some("ok"), Some(reasons::CALL_NOT_FOUND))
+        );
+        let fatal = del.with("flags", Value::str_list(&["fatal"]));
+        assert_eq!(ask(&fatal, "i").await.str("result"), Some("error"));
+        let q = cmd("query").with("call-id", "x");
+        assert_eq!(
+            ask(&q, "i").await.str("error-reason"),
+            Some(reasons::UNKNOWN_CALL_ID)
+        );
+        let s = ask(&cmd("statistics"), "i").await;
+        let total = s
+            .get("statistics")
+            .and_then(|s| s.get("currentstatistics"))
+            .and_then(|c| c.get("sessionstotal"))
+            .and_then(Value::as_int);
+        assert_eq!(total, Some(0));
+        let l = ask(&cmd("list"), "i").await;
+        assert_eq!(
+            l.get("calls").and_then(Value::as_list).map(<[_]>::len),
+            Some(0)
+        );
+    }
+}
