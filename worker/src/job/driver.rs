@@ -54,6 +54,7 @@ pub(super) enum Command {
         job: Box<OneWay>,
         socket: std::net::UdpSocket,
         local: std::net::SocketAddr,
+        destination: std::net::SocketAddr,
         done: oneshot::Sender<std::io::Result<()>>,
     },
     Delete {
@@ -70,20 +71,42 @@ struct Live {
     name: JobName,
     socket: UdpSocket,
     local: std::net::SocketAddr,
+    destination: std::net::SocketAddr,
+    /// The first source; the relay sends from its destination port.
+    latched: Option<std::net::SocketAddr>,
+    /// Datagrams from other sources, dropped.
+    foreign: u64,
     job: Box<OneWay>,
 }
 
 impl Live {
     fn info(&self) -> JobInfo {
+        let mut stats = self.job.stats();
+        stats.errors += self.foreign;
         JobInfo {
             name: self.name.clone(),
             local: self.local,
-            stats: self.job.stats(),
+            stats,
+        }
+    }
+
+    /// Latching, guarded: the first source only, never a switch (no RTP-bleed hijack).
+    fn accept(&mut self, from: std::net::SocketAddr) -> bool {
+        match self.latched {
+            None => {
+                self.latched = Some(from);
+                true
+            }
+            Some(l) if l == from => true,
+            Some(_) => {
+                self.foreign += 1;
+                false
+            }
         }
     }
 
     fn flush(&mut self, buf: &mut [u8]) {
-        let to = self.job.destination();
+        let to = self.destination;
         while let Some(n) = self.job.poll_transmit(buf) {
             let _ = self.socket.send_to(&buf[..n], to);
         }
@@ -121,7 +144,10 @@ pub(super) fn run(
                 continue;
             };
             while let Ok((n, from)) = live.socket.recv_from(&mut rx) {
-                live.job.handle_datagram(now, from, &rx[..n]);
+                if !live.accept(from) {
+                    continue;
+                }
+                live.job.handle_datagram(now, &rx[..n]);
                 live.flush(&mut tx);
             }
         }
@@ -152,6 +178,7 @@ pub(super) fn run(
                     job,
                     socket,
                     local,
+                    destination,
                     done,
                 } => {
                     let token = next_token;
@@ -168,6 +195,9 @@ pub(super) fn run(
                                     name,
                                     socket,
                                     local,
+                                    destination,
+                                    latched: None,
+                                    foreign: 0,
                                     job,
                                 },
                             );

@@ -83,8 +83,8 @@ impl Jobs {
         let pairs = wire::pairs(&req.pairs).map_err(Status::invalid_argument)?;
         let destination =
             wire::destination(req.destination.as_ref()).map_err(Status::invalid_argument)?;
-        let mut job = OneWay::new(&pairs, destination, self.idle)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut job =
+            OneWay::new(&pairs, self.idle).map_err(|e| Status::invalid_argument(e.to_string()))?;
         job.arm(Instant::now());
         let socket = std::net::UdpSocket::bind(SocketAddr::new(self.bind_ip, 0))
             .map_err(|e| Status::resource_exhausted(format!("no port: {e}")))?;
@@ -102,6 +102,7 @@ impl Jobs {
             job: Box::new(job),
             socket,
             local,
+            destination,
             done,
         })?;
         wait.await

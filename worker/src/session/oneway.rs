@@ -7,16 +7,16 @@
 //! silence). PCMU <-> PCMA re-encodes sample by sample. Several pairs can share a job; the input
 //! payload type picks the pipeline, and each pipeline has its own output stream.
 //!
-//! Decisions: the first source latches (the relay sends from its `destination` port) and other
-//! sources are dropped and counted; RTCP is neither sent nor expected (the relay sends none over the
-//! transform leg; any that arrives, rtcp-muxed, is dropped and counted). Packets are handled in
-//! arrival order: the relay sits on the same LAN, so no reordering buffer is used.
+//! Decisions: RTCP is neither sent nor expected (the relay sends none over the transform leg; any
+//! that arrives, rtcp-muxed, is dropped and counted). Packets are handled in arrival order: the
+//! relay sits on the same LAN, so no reordering buffer is used. Addresses are the driver's: it
+//! latches the first source (the relay sends from its `destination` port), drops others, and sends
+//! the output to the relay's destination.
 //!
 //! Driven like `Session`: [`OneWay::handle_datagram`], [`OneWay::handle_timeout`] when
 //! [`OneWay::poll_timeout`] says, then [`OneWay::poll_transmit`] until `None`. No clock reads, no
 //! sockets, no allocation per packet.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
@@ -117,8 +117,6 @@ struct Pipeline {
 pub struct OneWay {
     pipelines: Vec<Pipeline>,
     outbox: Outbox,
-    destination: SocketAddr,
-    latched: Option<SocketAddr>,
     last_input: Option<Instant>,
     idle: Duration,
     ended: bool,
@@ -132,12 +130,8 @@ fn frame_8k(ptime: Duration) -> usize {
 }
 
 impl OneWay {
-    /// A job sending to `destination`; it ends after `idle` without input.
-    pub fn new(
-        pairs: &[OneWayPair],
-        destination: SocketAddr,
-        idle: Duration,
-    ) -> Result<Self, OneWayError> {
+    /// A job that ends after `idle` without input.
+    pub fn new(pairs: &[OneWayPair], idle: Duration) -> Result<Self, OneWayError> {
         if pairs.is_empty() {
             return Err(OneWayError::NoPairs);
         }
@@ -177,19 +171,12 @@ impl OneWay {
         Ok(Self {
             pipelines,
             outbox: Outbox::new(),
-            destination,
-            latched: None,
             last_input: None,
             idle,
             ended: false,
             stats: OneWayStats::default(),
             recode: vec![0; super::MAX_DATAGRAM],
         })
-    }
-
-    /// Where the output goes.
-    pub fn destination(&self) -> SocketAddr {
-        self.destination
     }
 
     /// Counters so far.
@@ -213,18 +200,10 @@ impl OneWay {
         self.ended
     }
 
-    /// One datagram received on the job's socket from `from` at `now`.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+    /// One datagram received from the latched source at `now`.
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
         if self.ended {
             return;
-        }
-        match self.latched {
-            None => self.latched = Some(from),
-            Some(l) if l != from => {
-                self.stats.errors += 1;
-                return;
-            }
-            Some(_) => {}
         }
         if rtp::is_rtcp(data) {
             self.stats.errors += 1;
@@ -334,195 +313,8 @@ impl OneWay {
         }
     }
 
-    /// The next datagram to send to [`Self::destination`], written into `buf`; its length.
+    /// The next datagram to send to the relay's destination, written into `buf`; its length.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
         self.outbox.pop_into(buf).map(|t| t.len)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bridgepool_codecs::opus::{OpusDecoder, SampleRate};
-    use bridgepool_codecs::rtp::RtpHeader;
-
-    const RELAY: &str = "127.0.0.1:40401";
-
-    /// Any instant will do as the start of virtual time; the job itself never reads a clock.
-    #[allow(clippy::disallowed_methods)]
-    fn epoch() -> Instant {
-        Instant::now()
-    }
-
-    fn seed() -> StreamSeed {
-        StreamSeed {
-            ssrc: 0x1234_5678,
-            sequence: 100,
-            timestamp: 5000,
-        }
-    }
-
-    fn pair(input: OneWayCodec, input_pt: u8, output: OneWayCodec, output_pt: u8) -> OneWayPair {
-        OneWayPair {
-            input,
-            input_pt,
-            output,
-            output_pt,
-            ptime: Duration::from_millis(20),
-            encoder: EncoderConfig::default(),
-            seed: seed(),
-        }
-    }
-
-    fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0u8; 12 + payload.len()];
-        let h = RtpHeader {
-            marker: false,
-            payload_type: pt,
-            sequence_number: seq,
-            timestamp: ts,
-            ssrc: 0x0123_4567,
-        }
-        .write(&mut buf)
-        .unwrap();
-        buf[h..h + payload.len()].copy_from_slice(payload);
-        buf
-    }
-
-    fn tone(n: usize, law: Law) -> Vec<u8> {
-        let pcm: Vec<i16> = (0..n)
-            .map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16)
-            .collect();
-        let mut out = vec![0u8; n];
-        law.encode(&pcm, &mut out);
-        out
-    }
-
-    fn drain(job: &mut OneWay) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 1500];
-        while let Some(n) = job.poll_transmit(&mut buf) {
-            out.push(buf[..n].to_vec());
-        }
-        out
-    }
-
-    #[test]
-    fn pcmu_to_opus_runs_on_the_48k_clock() {
-        let relay: SocketAddr = RELAY.parse().unwrap();
-        let mut job = OneWay::new(
-            &[pair(OneWayCodec::G711(Law::Ulaw), 0, OneWayCodec::Opus, 96)],
-            relay,
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        let t0 = epoch();
-        let payload = tone(160, Law::Ulaw);
-        let mut sent = Vec::new();
-        for i in 0..50u16 {
-            let now = t0 + Duration::from_millis(20 * u64::from(i));
-            job.handle_datagram(
-                now,
-                relay,
-                &rtp(0, 1000 + i, 3000 + 160 * u32::from(i), &payload),
-            );
-            sent.extend(drain(&mut job));
-        }
-        assert_eq!(sent.len(), 50);
-        let mut decoder = OpusDecoder::new(SampleRate::Hz48000).unwrap();
-        let mut pcm = vec![0i16; 5760];
-        for (i, d) in sent.iter().enumerate() {
-            let p = RtpPacket::parse(d).unwrap();
-            assert_eq!(p.payload_type(), 96);
-            assert_eq!(p.ssrc(), 0x1234_5678);
-            assert_eq!(p.sequence_number(), 100 + i as u16);
-            assert_eq!(p.timestamp(), 5000 + 960 * i as u32);
-            assert_eq!(decoder.decode(p.payload(), &mut pcm).unwrap(), 960);
-        }
-        assert_eq!(job.stats().packets_in, 50);
-        assert_eq!(job.stats().packets_out, 50);
-    }
-
-    #[test]
-    fn opus_to_pcma_and_pcmu_to_pcma_on_one_job() {
-        let relay: SocketAddr = RELAY.parse().unwrap();
-        let mut job = OneWay::new(
-            &[
-                pair(
-                    OneWayCodec::G711(Law::Ulaw),
-                    0,
-                    OneWayCodec::G711(Law::Alaw),
-                    8,
-                ),
-                pair(OneWayCodec::Opus, 96, OneWayCodec::G711(Law::Alaw), 8),
-            ],
-            relay,
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        let t0 = epoch();
-        job.handle_datagram(t0, relay, &rtp(0, 1, 160, &tone(160, Law::Ulaw)));
-        let out = drain(&mut job);
-        assert_eq!(out.len(), 1);
-        let p = RtpPacket::parse(&out[0]).unwrap();
-        assert_eq!(p.payload_type(), 8);
-        assert_eq!(p.payload().len(), 160);
-        // Opus on the same job: the payload type picks the other pipeline.
-        let mut enc = bridgepool_codecs::opus::OpusEncoder::new(&EncoderConfig::default()).unwrap();
-        let pcm: Vec<i16> = (0..160)
-            .map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16)
-            .collect();
-        let mut opus = [0u8; 400];
-        let n = enc.encode(&pcm, &mut opus).unwrap();
-        job.handle_datagram(
-            t0 + Duration::from_millis(1),
-            relay,
-            &rtp(96, 7, 960, &opus[..n]),
-        );
-        let out = drain(&mut job);
-        assert_eq!(out.len(), 1);
-        let p = RtpPacket::parse(&out[0]).unwrap();
-        assert_eq!((p.payload_type(), p.payload().len()), (8, 160));
-    }
-
-    #[test]
-    fn foreign_sources_unknown_pts_and_garbage_are_counted() {
-        let relay: SocketAddr = RELAY.parse().unwrap();
-        let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let mut job = OneWay::new(
-            &[pair(OneWayCodec::Opus, 96, OneWayCodec::G711(Law::Ulaw), 0)],
-            relay,
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        let t0 = epoch();
-        job.handle_datagram(t0, relay, &rtp(8, 1, 0, &[0; 160]));
-        job.handle_datagram(t0, other, &rtp(96, 2, 0, &[0; 10]));
-        job.handle_datagram(t0, relay, &[0x80, 0x60]);
-        job.handle_datagram(t0, relay, &rtp(96, 3, 0, &[0xff; 3]));
-        assert_eq!(job.stats().errors, 4);
-        assert!(drain(&mut job).is_empty());
-        // Idle: no input at all keeps no timer; after input, the idle timeout ends the job.
-        assert!(job.poll_timeout().is_none());
-        job.handle_datagram(t0, relay, &rtp(0, 4, 0, &[0; 160]));
-        assert!(!job.ended());
-    }
-
-    #[test]
-    fn same_codec_pairs_and_bad_ptime_are_refused() {
-        let relay: SocketAddr = RELAY.parse().unwrap();
-        let idle = Duration::from_secs(1);
-        assert!(
-            OneWay::new(
-                &[pair(OneWayCodec::Opus, 96, OneWayCodec::Opus, 97)],
-                relay,
-                idle
-            )
-            .is_err()
-        );
-        let mut p = pair(OneWayCodec::G711(Law::Ulaw), 0, OneWayCodec::Opus, 96);
-        p.ptime = Duration::from_millis(25);
-        assert!(OneWay::new(&[p], relay, idle).is_err());
-        assert!(OneWay::new(&[], relay, idle).is_err());
     }
 }
