@@ -109,8 +109,12 @@ pub async fn serve(
 }
 
 async fn render(State(state): State<Arc<SchedulerState>>) -> String {
-    let registry = state.registry();
-    state.metrics.render(&registry)
+    let mut out = {
+        let registry = state.registry();
+        state.metrics.render(&registry)
+    };
+    state.ng.render(&mut out);
+    out
 }
 
 /// Accepted connections with TCP_NODELAY: tonic applies its own `tcp_nodelay` only to listeners it

@@ -36,6 +36,8 @@ pub struct SchedulerState {
     pub events: broadcast::Sender<v1::SessionEvent>,
     /// Prometheus counters.
     pub metrics: Metrics,
+    /// ng front-door counters.
+    pub ng: crate::ng::metrics::NgMetrics,
     pub(crate) worker_timeout: Duration,
 }
 
@@ -49,6 +51,7 @@ impl SchedulerState {
             rng: Mutex::new(StdRng::from_os_rng()),
             events,
             metrics: Metrics::default(),
+            ng: Default::default(),
             worker_timeout,
         }
     }

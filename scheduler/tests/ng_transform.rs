@@ -64,15 +64,28 @@ struct Pool {
     _scheduler: Proc,
     _worker: Proc,
     ng: SocketAddr,
+    metrics: SocketAddr,
+}
+
+/// The scheduler's /metrics text.
+fn metrics(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    text
 }
 
 async fn pool() -> Pool {
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let ng = free_udp();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let scheduler = Proc(
         Command::new(env!("CARGO_BIN_EXE_bridgepool-scheduler"))
             .args(["--grpc-listen", &grpc.to_string()])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-listen", &metrics.to_string()])
             .args(["--log", "warn"])
             .env("BRIDGEPOOL_NG_LISTEN", ng.to_string())
             .stdout(Stdio::null())
@@ -117,6 +130,7 @@ async fn pool() -> Pool {
         _scheduler: scheduler,
         _worker: worker,
         ng,
+        metrics,
     }
 }
 
@@ -277,6 +291,18 @@ async fn transform_pcmu_to_opus_over_udp() {
     );
     let again = client::parse_reply(&again, "d2").unwrap();
     assert!(again.get("warning").is_some());
+
+    // Counted: one transform handled, its resend answered from the cache, one PCMU -> opus job.
+    let text = metrics(pool.metrics);
+    for line in [
+        "bridgepool_scheduler_ng_requests_total{command=\"transform\",outcome=\"ok\"} 1",
+        "bridgepool_scheduler_ng_requests_total{command=\"transform\",outcome=\"cached\"} 1",
+        "bridgepool_scheduler_ng_requests_total{command=\"malformed\",outcome=\"error\"} 1",
+        "bridgepool_scheduler_ng_requests_total{command=\"delete\",outcome=\"ok\"} 2",
+        "bridgepool_scheduler_ng_jobs_created_total{input=\"PCMU\",output=\"opus\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

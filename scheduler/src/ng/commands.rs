@@ -35,10 +35,12 @@ async fn transform(pool: &JobPool, instance: &str, body: &Dict) -> Dict {
     if req.instance.as_deref() == Some(instance) {
         return reply::error(reasons::LOOP);
     }
+    let mut checked = Vec::new();
     for m in &req.media {
         for pair in &m.codecs {
-            if let Err(reason) = pairs::check(pair) {
-                return reply::error(&reason);
+            match pairs::check(pair) {
+                Ok(codecs) => checked.push(codecs),
+                Err(reason) => return reply::error(&reason),
             }
         }
     }
@@ -88,6 +90,9 @@ async fn transform(pool: &JobPool, instance: &str, body: &Dict) -> Dict {
             }
             return reply::error(&reason);
         }
+    }
+    for (input, output) in checked {
+        pool.state().ng.job(input, output);
     }
     TransformReply {
         call_id,

@@ -8,6 +8,7 @@
 //! `ping`, `transform`, `delete`, `query`, `list`, `statistics` ([`commands`]).
 
 mod commands;
+pub mod metrics;
 pub mod pairs;
 pub mod pool;
 
@@ -88,6 +89,7 @@ pub async fn run(socket: UdpSocket, server: Arc<NgServer>) {
             Ok(m) => m,
             Err(e) => {
                 server.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                server.pool.state().ng.reply(7, 1, None);
                 tracing::debug!(%from, error = %e, "malformed ng datagram");
                 if let Ok((cookie, _)) = split_cookie(datagram) {
                     let body = reply::error(reasons::MALFORMED);
@@ -101,6 +103,12 @@ pub async fn run(socket: UdpSocket, server: Arc<NgServer>) {
         match lookup {
             Lookup::Cached(out) => {
                 server.counters.resends.fetch_add(1, Ordering::Relaxed);
+                let command = message.body.str("command").unwrap_or_default();
+                server
+                    .pool
+                    .state()
+                    .ng
+                    .reply(metrics::NgMetrics::command_index(command), 2, None);
                 let _ = socket.send_to(&out, from).await;
             }
             Lookup::InFlight => {
@@ -124,7 +132,13 @@ async fn handle(server: &NgServer, socket: &UdpSocket, message: Message, from: S
         span,
     )
     .await;
-    if body.str("result") == Some("error") {
+    let failed = body.str("result") == Some("error");
+    server.pool.state().ng.reply(
+        metrics::NgMetrics::command_index(&command),
+        usize::from(failed),
+        Some(started.elapsed()),
+    );
+    if failed {
         server.counters.errors.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%command, reason = body.str("error-reason").unwrap_or_default(), "ng error reply");
     }
