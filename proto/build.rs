@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             config,
             &[
                 "proto/bridgepool/v1/common.proto",
+                "proto/bridgepool/v1/job.proto",
                 "proto/bridgepool/v1/worker.proto",
                 "proto/bridgepool/v1/scheduler.proto",
             ],

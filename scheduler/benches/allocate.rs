@@ -93,6 +93,31 @@ impl Worker for FakeWorker {
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         Ok(Response::new(Box::pin(tokio_stream::pending())))
     }
+    // One-way jobs (ng transform) are not what this bench measures.
+    async fn create_job(
+        &self,
+        _r: Request<v1::CreateJobRequest>,
+    ) -> Result<Response<v1::CreateJobResponse>, Status> {
+        Err(Status::unimplemented("bench worker"))
+    }
+    async fn delete_job(
+        &self,
+        _r: Request<v1::JobRef>,
+    ) -> Result<Response<v1::DeleteJobResponse>, Status> {
+        Ok(Response::new(v1::DeleteJobResponse::default()))
+    }
+    async fn get_job(
+        &self,
+        _r: Request<v1::JobRef>,
+    ) -> Result<Response<v1::GetJobResponse>, Status> {
+        Ok(Response::new(v1::GetJobResponse::default()))
+    }
+    async fn list_jobs(
+        &self,
+        _r: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        Ok(Response::new(v1::ListJobsResponse::default()))
+    }
 }
 
 fn codec(name: &str, rate: u32, pt: u32) -> v1::Codec {

@@ -42,6 +42,9 @@ pub struct SchedulerArgs {
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "BRIDGEPOOL_LOG", default_value = "info")]
     pub log: String,
+    /// UDP address of the ng control protocol (rtpengine `transform`, ping, delete...); off unless set.
+    #[arg(long, env = "BRIDGEPOOL_NG_LISTEN")]
+    pub ng_listen: Option<String>,
 }
 
 /// The checked configuration.
@@ -61,6 +64,8 @@ pub struct SchedulerConfig {
     pub otlp_endpoint: Option<String>,
     /// Log filter.
     pub log: String,
+    /// ng listen address, if the ng server is on.
+    pub ng_listen: Option<SocketAddr>,
 }
 
 /// One bad option.
@@ -101,6 +106,17 @@ impl SchedulerArgs {
                 format!("'{}' is not a duration like 2s", self.worker_timeout),
             );
         }
+        let ng_listen = match self.ng_listen.as_deref().map(str::parse::<SocketAddr>) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                bad(
+                    "ng-listen",
+                    format!("'{}': {e}", self.ng_listen.as_deref().unwrap_or_default()),
+                );
+                None
+            }
+        };
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some((c.clone(), k.clone(), self.tls_client_ca.clone())),
             (None, None) if self.tls_client_ca.is_some() => {
@@ -128,6 +144,7 @@ impl SchedulerArgs {
                     tls,
                     otlp_endpoint: self.otlp_endpoint.clone(),
                     log: self.log.clone(),
+                    ng_listen,
                 })
             }
             _ => Err(errors),

@@ -26,6 +26,9 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The ng UDP socket could not be bound.
+    #[error("ng listen: {0}")]
+    Ng(String),
     /// Reflection could not be built.
     #[error("gRPC reflection: {0}")]
     Reflection(String),
@@ -51,6 +54,17 @@ pub async fn serve(
                 state.expire(Instant::now());
             }
         });
+    }
+    if let Some(addr) = config.ng_listen {
+        let socket = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|e| ServeError::Ng(format!("{addr}: {e}")))?;
+        let ng = Arc::new(crate::ng::NgServer::new(
+            state.clone(),
+            crate::ng::random_instance(),
+        ));
+        tracing::info!(%addr, "ng server listening");
+        tokio::spawn(crate::ng::run(socket, ng));
     }
     if let Some(listener) = metrics {
         let app = Router::new()
@@ -95,8 +109,12 @@ pub async fn serve(
 }
 
 async fn render(State(state): State<Arc<SchedulerState>>) -> String {
-    let registry = state.registry();
-    state.metrics.render(&registry)
+    let mut out = {
+        let registry = state.registry();
+        state.metrics.render(&registry)
+    };
+    state.ng.render(&mut out);
+    out
 }
 
 /// Accepted connections with TCP_NODELAY: tonic applies its own `tcp_nodelay` only to listeners it

@@ -36,7 +36,9 @@ pub struct SchedulerState {
     pub events: broadcast::Sender<v1::SessionEvent>,
     /// Prometheus counters.
     pub metrics: Metrics,
-    worker_timeout: Duration,
+    /// ng front-door counters.
+    pub ng: crate::ng::metrics::NgMetrics,
+    pub(crate) worker_timeout: Duration,
 }
 
 impl SchedulerState {
@@ -49,6 +51,7 @@ impl SchedulerState {
             rng: Mutex::new(StdRng::from_os_rng()),
             events,
             metrics: Metrics::default(),
+            ng: Default::default(),
             worker_timeout,
         }
     }
@@ -58,7 +61,7 @@ impl SchedulerState {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn client(&self, endpoint: &str) -> Result<WorkerClient<Channel>, Status> {
+    pub(crate) fn client(&self, endpoint: &str) -> Result<WorkerClient<Channel>, Status> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(endpoint) {
             return Ok(c.clone());

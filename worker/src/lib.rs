@@ -11,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod drain;
 pub mod engine;
+pub mod job;
 pub mod metrics;
 pub mod server;
 pub mod service;

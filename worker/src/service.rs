@@ -41,6 +41,8 @@ pub struct WorkerState {
     calls: Mutex<HashMap<SessionId, String>>,
     /// Session events for WatchEvents subscribers.
     pub events: broadcast::Sender<v1::SessionEvent>,
+    /// One-way jobs (rtpengine `transform`), started by `server::serve`.
+    pub jobs: std::sync::OnceLock<crate::job::Jobs>,
     /// Turns true once drained: WatchEvents streams end then, or the gRPC server's graceful
     /// shutdown would wait on them (a scheduler keeps one open) and the process never exit.
     stopped: watch::Sender<bool>,
@@ -65,6 +67,7 @@ impl WorkerState {
             timeouts,
             calls: Mutex::new(HashMap::new()),
             events,
+            jobs: std::sync::OnceLock::new(),
             stopped: watch::channel(false).0,
         }
     }
@@ -420,5 +423,60 @@ impl Worker for WorkerService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn create_job(
+        &self,
+        request: Request<v1::CreateJobRequest>,
+    ) -> Result<Response<v1::CreateJobResponse>, Status> {
+        if self.state.drain.is_draining() {
+            return Err(Status::unavailable("draining: place the job elsewhere"));
+        }
+        let jobs = self
+            .state
+            .jobs
+            .get()
+            .ok_or_else(|| Status::unavailable("no job thread"))?;
+        Ok(Response::new(jobs.create(request.into_inner()).await?))
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<v1::JobRef>,
+    ) -> Result<Response<v1::DeleteJobResponse>, Status> {
+        let jobs = self
+            .state
+            .jobs
+            .get()
+            .ok_or_else(|| Status::unavailable("no job thread"))?;
+        let deleted = jobs.delete(request.get_ref()).await?;
+        Ok(Response::new(v1::DeleteJobResponse { deleted }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<v1::JobRef>,
+    ) -> Result<Response<v1::GetJobResponse>, Status> {
+        let jobs = self
+            .state
+            .jobs
+            .get()
+            .ok_or_else(|| Status::unavailable("no job thread"))?;
+        let found = jobs.get(Some(request.get_ref())).await?;
+        Ok(Response::new(v1::GetJobResponse { jobs: found }))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        let jobs = self
+            .state
+            .jobs
+            .get()
+            .ok_or_else(|| Status::unavailable("no job thread"))?;
+        Ok(Response::new(v1::ListJobsResponse {
+            jobs: jobs.get(None).await?,
+        }))
     }
 }

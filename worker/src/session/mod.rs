@@ -17,6 +17,7 @@ mod config;
 mod dtmf;
 mod g711_to_opus;
 mod ingress;
+pub mod oneway;
 mod opus_to_g711;
 mod rtcp_leg;
 mod rtp_out;

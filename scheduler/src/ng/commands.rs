@@ -1,0 +1,293 @@
+//! One function per ng command; each returns the reply body.
+
+use bridgepool_ng::reply::{self, reasons};
+use bridgepool_ng::{CallRef, Command, Dict, TransformReply, TransformRequest, Value};
+use bridgepool_proto::v1;
+
+use super::pairs;
+use super::pool::{JobPool, PlaceError};
+
+/// Answers one request body.
+pub(super) async fn dispatch(pool: &JobPool, instance: &str, body: &Dict) -> Dict {
+    match Command::from_body(body) {
+        Some(Command::Ping) => reply::pong(),
+        Some(Command::Transform) => transform(pool, instance, body).await,
+        Some(Command::Delete) => delete(pool, body).await,
+        Some(Command::Query) => query(pool, body).await,
+        Some(Command::List) => list(pool, body).await,
+        Some(Command::Statistics) => statistics(pool).await,
+        _ => reply::error(reasons::UNRECOGNIZED_COMMAND),
+    }
+}
+
+/// rtpengine invents 64-hex ids when the relay sends none.
+fn invent_id() -> String {
+    (0..4)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect()
+}
+
+async fn transform(pool: &JobPool, instance: &str, body: &Dict) -> Dict {
+    let req = match TransformRequest::from_body(body) {
+        Ok(r) => r,
+        Err(e) => return reply::error(&e.to_string()),
+    };
+    if req.instance.as_deref() == Some(instance) {
+        return reply::error(reasons::LOOP);
+    }
+    let mut checked = Vec::new();
+    for m in &req.media {
+        for pair in &m.codecs {
+            match pairs::check(pair) {
+                Ok(codecs) => checked.push(codecs),
+                Err(reason) => return reply::error(&reason),
+            }
+        }
+    }
+    let call_id = req.call_id.clone().unwrap_or_else(invent_id);
+    let from_tag = req.from_tag.clone().unwrap_or_else(invent_id);
+    let mut media = Vec::with_capacity(req.media.len());
+    for (index, m) in req.media.iter().enumerate() {
+        let create = v1::CreateJobRequest {
+            call_id: call_id.clone(),
+            from_tag: from_tag.clone(),
+            pairs: m
+                .codecs
+                .iter()
+                .map(|p| v1::JobPair {
+                    input: Some(pairs::to_wire(&p.input)),
+                    output: Some(pairs::to_wire(&p.output)),
+                })
+                .collect(),
+            destination: Some(v1::MediaAddress {
+                ip: m.destination.ip().to_string(),
+                port: u32::from(m.destination.port()),
+            }),
+        };
+        let failed = match pool.create(create).await {
+            Ok((_, created)) => {
+                let local = created.local.and_then(|l| {
+                    let ip = l.ip.parse().ok()?;
+                    Some(std::net::SocketAddr::new(ip, u16::try_from(l.port).ok()?))
+                });
+                match local {
+                    Some(addr) => {
+                        media.push(bridgepool_ng::MediaAddress {
+                            id: m.id.clone().unwrap_or_else(|| index.to_string()),
+                            addr,
+                        });
+                        None
+                    }
+                    None => Some("Worker answered without an address".to_owned()),
+                }
+            }
+            Err(PlaceError::NoHeadroom { .. }) => Some(reasons::SESSION_LIMIT.to_owned()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = failed {
+            if !media.is_empty() {
+                pool.delete(job_ref(&call_id, Some(&from_tag))).await;
+            }
+            return reply::error(&reason);
+        }
+    }
+    for (input, output) in checked {
+        pool.state().ng.job(input, output);
+    }
+    TransformReply {
+        call_id,
+        from_tag,
+        media,
+    }
+    .to_body()
+}
+
+fn job_ref(call_id: &str, from_tag: Option<&str>) -> v1::JobRef {
+    v1::JobRef {
+        call_id: call_id.to_owned(),
+        from_tag: from_tag.unwrap_or_default().to_owned(),
+        any_tag: from_tag.is_none(),
+    }
+}
+
+fn totals(jobs: &[v1::JobStats]) -> Dict {
+    let (p, b, e) = jobs.iter().fold((0u64, 0u64, 0u64), |(p, b, e), j| {
+        (p + j.packets_in, b + j.bytes_in, e + j.errors)
+    });
+    let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+    let rtp = Dict::new()
+        .with("packets", int(p))
+        .with("bytes", int(b))
+        .with("errors", int(e));
+    let rtcp = Dict::new()
+        .with("packets", 0i64)
+        .with("bytes", 0i64)
+        .with("errors", 0i64);
+    Dict::new().with("RTP", rtp).with("RTCP", rtcp)
+}
+
+async fn delete(pool: &JobPool, body: &Dict) -> Dict {
+    let Some(call) = CallRef::from_body(body) else {
+        return reply::error(reasons::NO_CALL_ID);
+    };
+    let deleted = pool
+        .delete(job_ref(&call.call_id, call.from_tag.as_deref()))
+        .await;
+    if deleted.is_empty() {
+        return if call.has_flag("fatal") {
+            reply::error(reasons::CALL_NOT_FOUND)
+        } else {
+            reply::ok_with_warning(reasons::CALL_NOT_FOUND)
+        };
+    }
+    if call.has_flag("fast") {
+        return reply::ok();
+    }
+    reply::ok().with("totals", totals(&deleted))
+}
+
+async fn query(pool: &JobPool, body: &Dict) -> Dict {
+    let Some(call) = CallRef::from_body(body) else {
+        return reply::error(reasons::NO_CALL_ID);
+    };
+    let jobs = pool
+        .query(job_ref(&call.call_id, call.from_tag.as_deref()))
+        .await;
+    if jobs.is_empty() {
+        return reply::error(reasons::UNKNOWN_CALL_ID);
+    }
+    let mut tags = Dict::new();
+    for j in &jobs {
+        let local_port = j.local.as_ref().map_or(0, |l| l.port);
+        let stream = Dict::new().with("local port", local_port).with(
+            "stats",
+            Dict::new()
+                .with("packets", Value::Int(j.packets_in as i64))
+                .with("bytes", Value::Int(j.bytes_in as i64))
+                .with("errors", Value::Int(j.errors as i64)),
+        );
+        let media = Dict::new()
+            .with("index", 1i64)
+            .with("type", "audio")
+            .with("streams", vec![Value::Dict(stream)]);
+        tags.push(
+            &j.from_tag,
+            Dict::new()
+                .with("tag", j.from_tag.as_str())
+                .with("medias", vec![Value::Dict(media)]),
+        );
+    }
+    reply::ok().with("tags", tags).with("totals", totals(&jobs))
+}
+
+async fn list(pool: &JobPool, body: &Dict) -> Dict {
+    let limit = body
+        .int("limit")
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(32);
+    match pool.list().await {
+        Ok(jobs) => {
+            let mut calls: Vec<&str> = jobs.iter().map(|j| j.call_id.as_str()).collect();
+            calls.sort_unstable();
+            calls.dedup();
+            calls.truncate(limit);
+            reply::ok().with("calls", Value::str_list(&calls))
+        }
+        Err(s) => reply::error(s.message()),
+    }
+}
+
+/// The `currentstatistics` keys jambonz reads (`sessionstotal` picks the least-loaded engine).
+async fn statistics(pool: &JobPool) -> Dict {
+    let jobs = pool.list().await.map(|j| j.len() as i64).unwrap_or(0);
+    let sessions = i64::try_from(pool.live_sessions()).unwrap_or(i64::MAX);
+    let current = Dict::new()
+        .with("sessionsown", jobs + sessions)
+        .with("sessionsforeign", 0i64)
+        .with("sessionstotal", jobs + sessions)
+        .with("transcodedmedia", jobs + 2 * sessions)
+        .with("packetrate", 0i64)
+        .with("byterate", 0i64)
+        .with("errorrate", 0i64);
+    reply::ok().with(
+        "statistics",
+        Dict::new()
+            .with("currentstatistics", current)
+            .with("totalstatistics", Dict::new())
+            .with("intervalstatistics", Dict::new())
+            .with("controlstatistics", Dict::new()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::service::SchedulerState;
+
+    const TRANSFORM: &[u8] =
+        include_bytes!("../../../ng/tests/golden/transform_pcmu_opus_request.bin");
+
+    fn pool() -> JobPool {
+        JobPool::new(Arc::new(SchedulerState::new(
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+        )))
+    }
+
+    async fn ask(body: &Dict, instance: &str) -> Dict {
+        dispatch(&pool(), instance, body).await
+    }
+
+    #[tokio::test]
+    async fn our_own_instance_is_a_loop() {
+        let m = bridgepool_ng::Message::parse(TRANSFORM).unwrap();
+        let r = ask(&m.body, "f725e85d996b").await;
+        assert_eq!(r.str("error-reason"), Some(reasons::LOOP));
+        // Another instance with no worker: refused at once with a failover string.
+        let r = ask(&m.body, "000000000000").await;
+        assert_eq!(r.str("error-reason"), Some(reasons::SESSION_LIMIT));
+    }
+
+    #[tokio::test]
+    async fn commands_without_workers() {
+        let cmd = |c: &str| Dict::new().with("command", c);
+        assert_eq!(ask(&cmd("ping"), "i").await.str("result"), Some("pong"));
+        assert_eq!(
+            ask(&cmd("start recording"), "i").await.str("error-reason"),
+            Some(reasons::UNRECOGNIZED_COMMAND)
+        );
+        assert_eq!(ask(&Dict::new(), "i").await.str("result"), Some("error"));
+        assert_eq!(
+            ask(&cmd("delete"), "i").await.str("error-reason"),
+            Some(reasons::NO_CALL_ID)
+        );
+        let del = cmd("delete").with("call-id", "x").with("from-tag", "y");
+        let r = ask(&del, "i").await;
+        assert_eq!(
+            (r.str("result"), r.str("warning")),
+            (Some("ok"), Some(reasons::CALL_NOT_FOUND))
+        );
+        let fatal = del.with("flags", Value::str_list(&["fatal"]));
+        assert_eq!(ask(&fatal, "i").await.str("result"), Some("error"));
+        let q = cmd("query").with("call-id", "x");
+        assert_eq!(
+            ask(&q, "i").await.str("error-reason"),
+            Some(reasons::UNKNOWN_CALL_ID)
+        );
+        let s = ask(&cmd("statistics"), "i").await;
+        let total = s
+            .get("statistics")
+            .and_then(|s| s.get("currentstatistics"))
+            .and_then(|c| c.get("sessionstotal"))
+            .and_then(Value::as_int);
+        assert_eq!(total, Some(0));
+        let l = ask(&cmd("list"), "i").await;
+        assert_eq!(
+            l.get("calls").and_then(Value::as_list).map(<[_]>::len),
+            Some(0)
+        );
+    }
+}

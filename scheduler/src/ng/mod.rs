@@ -1,0 +1,160 @@
+//! The ng server: rtpengine's control protocol over UDP (`--ng-listen`), so a relay (rtpengine
+//! mr13.3+ `transform`) or a jambonz-style poller can use the pool unmodified.
+//!
+//! Run loop: read a datagram; an undecodable one is answered `error` when it has a cookie, else
+//! dropped, and counted either way; otherwise the cookie cache decides: a resend of an answered
+//! request gets the stored reply, a resend of one still in flight is remembered (and answered once
+//! per distinct source when the reply is ready), a new one is handled on its own task. Commands:
+//! `ping`, `transform`, `delete`, `query`, `list`, `statistics` ([`commands`]).
+
+mod commands;
+pub mod metrics;
+pub mod pairs;
+pub mod pool;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bridgepool_ng::frame::{MAX_DATAGRAM, split_cookie};
+use bridgepool_ng::reply::{self, reasons};
+use bridgepool_ng::{CookieCache, Encoding, Lookup, Message};
+use tokio::net::UdpSocket;
+
+use crate::service::SchedulerState;
+use pool::JobPool;
+
+/// Counters of the ng front door.
+#[derive(Debug, Default)]
+pub struct NgCounters {
+    /// Requests handled (first sightings).
+    pub requests: AtomicU64,
+    /// Resends answered from the cache.
+    pub resends: AtomicU64,
+    /// Datagrams that did not decode.
+    pub malformed: AtomicU64,
+    /// Replies with `result: error`.
+    pub errors: AtomicU64,
+}
+
+/// The ng server's shared state.
+pub struct NgServer {
+    pool: JobPool,
+    instance: String,
+    cache: Mutex<CookieCache<SocketAddr>>,
+    /// Its counters.
+    pub counters: NgCounters,
+}
+
+impl NgServer {
+    /// A server over the scheduler's state; `instance` is this pool's id (a `transform` carrying
+    /// it is a loop).
+    pub fn new(state: Arc<SchedulerState>, instance: String) -> Self {
+        Self {
+            pool: JobPool::new(state),
+            instance,
+            cache: Mutex::new(CookieCache::new(
+                CookieCache::<SocketAddr>::DEFAULT_PERIOD,
+                Instant::now(),
+            )),
+            counters: NgCounters::default(),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, CookieCache<SocketAddr>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A random 12-hex instance id, like rtpengine's.
+pub fn random_instance() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// Serves ng on `socket` until the task is dropped.
+pub async fn run(socket: UdpSocket, server: Arc<NgServer>) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let (len, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "ng recv");
+                continue;
+            }
+        };
+        let datagram = &buf[..len];
+        let message = match Message::parse(datagram) {
+            Ok(m) => m,
+            Err(e) => {
+                server.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                server.pool.state().ng.reply(7, 1, None);
+                tracing::debug!(%from, error = %e, "malformed ng datagram");
+                if let Ok((cookie, _)) = split_cookie(datagram) {
+                    let body = reply::error(reasons::MALFORMED);
+                    let out = reply::frame_reply(cookie, &body, Encoding::Bencode, MAX_DATAGRAM);
+                    let _ = socket.send_to(&out, from).await;
+                }
+                continue;
+            }
+        };
+        let lookup = server.cache().lookup(&message.cookie, from, Instant::now());
+        match lookup {
+            Lookup::Cached(out) => {
+                server.counters.resends.fetch_add(1, Ordering::Relaxed);
+                let command = message.body.str("command").unwrap_or_default();
+                server
+                    .pool
+                    .state()
+                    .ng
+                    .reply(metrics::NgMetrics::command_index(command), 2, None);
+                let _ = socket.send_to(&out, from).await;
+            }
+            Lookup::InFlight => {
+                server.counters.resends.fetch_add(1, Ordering::Relaxed);
+            }
+            Lookup::New => {
+                server.counters.requests.fetch_add(1, Ordering::Relaxed);
+                let (server, socket) = (server.clone(), socket.clone());
+                tokio::spawn(async move { handle(&server, &socket, message, from).await });
+            }
+        }
+    }
+}
+
+async fn handle(server: &NgServer, socket: &UdpSocket, message: Message, from: SocketAddr) {
+    let command = message.body.str("command").unwrap_or_default().to_owned();
+    let span = tracing::info_span!("ng", %command, call_id = message.body.str("call-id").unwrap_or_default());
+    let started = Instant::now();
+    let body = tracing::Instrument::instrument(
+        commands::dispatch(&server.pool, &server.instance, &message.body),
+        span,
+    )
+    .await;
+    let failed = body.str("result") == Some("error");
+    server.pool.state().ng.reply(
+        metrics::NgMetrics::command_index(&command),
+        usize::from(failed),
+        Some(started.elapsed()),
+    );
+    if failed {
+        server.counters.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%command, reason = body.str("error-reason").unwrap_or_default(), "ng error reply");
+    }
+    tracing::debug!(%command, took_us = started.elapsed().as_micros() as u64, "ng reply");
+    let out = reply::frame_reply(&message.cookie, &body, message.encoding, MAX_DATAGRAM);
+    let waiters = server
+        .cache()
+        .complete(&message.cookie, out.clone(), Instant::now());
+    let _ = socket.send_to(&out, from).await;
+    // A resend from the same socket needs no second copy: a relay's pooled socket would read the
+    // surplus as a stale reply to its next request.
+    let mut sent = vec![from];
+    for w in waiters {
+        if !sent.contains(&w) {
+            let _ = socket.send_to(&out, w).await;
+            sent.push(w);
+        }
+    }
+}

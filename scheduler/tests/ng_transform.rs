@@ -1,0 +1,396 @@
+//! The ng front door end to end over real UDP, playing the relay (rtpengine mr13.3+ `transform`):
+//! a scheduler with `--ng-listen` and a worker as real processes; the relay's captured `transform`
+//! request (from the peer capture `ng.pcap`, its destination port rewritten to this test's socket)
+//! creates a one-way job; PCMU RTP sent to the address in the reply comes back as decodable Opus
+//! on a 48 kHz clock; a resend of the same cookie gets the same reply and no second job; the
+//! captured `delete` frees the port.
+//!
+//! The worker binary comes from the same target directory (`cargo build -p bridgepool-worker`).
+//! With `RTPENGINE_BIN` set, [`through_a_real_relay`] also runs the peer folder's end-to-end check
+//! through a transform-capable rtpengine relay; without it that test says so and is skipped.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bridgepool_codecs::g711::Law;
+use bridgepool_codecs::opus::{OpusDecoder, SampleRate};
+use bridgepool_codecs::rtp::{RtpHeader, RtpPacket};
+use bridgepool_ng::{Message, TransformReply, TransformRequest, client};
+use bridgepool_proto::v1;
+use bridgepool_proto::v1::scheduler_client::SchedulerClient;
+
+const TRANSFORM: &[u8] = include_bytes!("../../ng/tests/golden/transform_pcmu_opus_request.bin");
+const DELETE: &[u8] = include_bytes!("../../ng/tests/golden/delete_pcmu_opus_request.bin");
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn worker_binary() -> PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let dir = me.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("bridgepool-worker");
+    assert!(
+        bin.exists(),
+        "{} missing: `cargo build -p bridgepool-worker` first",
+        bin.display()
+    );
+    bin
+}
+
+struct Pool {
+    _scheduler: Proc,
+    _worker: Proc,
+    ng: SocketAddr,
+    metrics: SocketAddr,
+}
+
+/// The scheduler's /metrics text.
+fn metrics(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    text
+}
+
+async fn pool() -> Pool {
+    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ng = free_udp();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let scheduler = Proc(
+        Command::new(env!("CARGO_BIN_EXE_bridgepool-scheduler"))
+            .args(["--grpc-listen", &grpc.to_string()])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .args(["--log", "warn"])
+            .env("BRIDGEPOOL_NG_LISTEN", ng.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let worker = Proc(
+        Command::new(worker_binary())
+            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--scheduler", &format!("http://{grpc}")])
+            .args([
+                "--worker-id",
+                "ng-w1",
+                "--heartbeat-interval",
+                "250ms",
+                "--cores",
+                "0",
+            ])
+            .args(["--log", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut c) = SchedulerClient::connect(format!("http://{grpc}")).await {
+            let w = c
+                .list_workers(v1::ListWorkersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .workers;
+            if w.iter().any(|w| w.state == v1::WorkerState::Ready as i32) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the worker never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Pool {
+        _scheduler: scheduler,
+        _worker: worker,
+        ng,
+        metrics,
+    }
+}
+
+/// Sends one ng datagram, returns the reply datagram.
+fn ask(sock: &UdpSocket, to: SocketAddr, datagram: &[u8]) -> Vec<u8> {
+    sock.send_to(datagram, to).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = sock.recv_from(&mut buf).expect("no ng reply");
+    buf.truncate(n);
+    buf
+}
+
+fn pcmu_packet(seq: u16, ts: u32) -> Vec<u8> {
+    let pcm: Vec<i16> = (0..160)
+        .map(|i| (((u32::from(seq) * 160 + i) as f32 * 0.05).sin() * 8000.0) as i16)
+        .collect();
+    let mut payload = [0u8; 160];
+    Law::Ulaw.encode(&pcm, &mut payload);
+    let mut buf = vec![0u8; 172];
+    let h = RtpHeader {
+        marker: seq == 1000,
+        payload_type: 0,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc: 0x0123_4567,
+    }
+    .write(&mut buf)
+    .unwrap();
+    buf[h..].copy_from_slice(&payload);
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_pcmu_to_opus_over_udp() {
+    let pool = pool().await;
+    let ng = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ng.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let media = UdpSocket::bind("127.0.0.1:0").unwrap();
+    media
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+
+    // Health, an unknown command, garbage.
+    let pong = ask(&ng, pool.ng, b"12727_1 d7:command4:pinge");
+    assert_eq!(pong, b"12727_1 d6:result4:ponge");
+    let unknown = ask(&ng, pool.ng, b"u1 d7:command5:offere");
+    assert_eq!(
+        client::parse_reply(&unknown, "u1"),
+        Err(client::ReplyError::Refused {
+            reason: "Unrecognized command".into()
+        })
+    );
+    let garbage = ask(&ng, pool.ng, b"g1 d7:command");
+    assert!(client::parse_reply(&garbage, "g1").is_err());
+
+    // The relay's captured request, destination rewritten to our media socket.
+    let captured = Message::parse(TRANSFORM).unwrap();
+    let mut request = TransformRequest::from_body(&captured.body).unwrap();
+    request.media[0].destination = media.local_addr().unwrap();
+    let cookie = std::str::from_utf8(&captured.cookie).unwrap().to_owned();
+    let datagram = client::frame(&cookie, &request.to_body());
+    let raw_reply = ask(&ng, pool.ng, &datagram);
+    let body = client::parse_reply(&raw_reply, &cookie).expect("transform refused");
+    let reply = TransformReply::from_body(&body).expect("reply the relay would reject");
+    assert_eq!(reply.call_id, "16072129 for tfm-e2e-1");
+    assert_eq!(reply.from_tag, "16072129 for tfm-e2e-1-A");
+    let job_addr = reply.media[0].addr;
+
+    // A resend (the relay retries with the same cookie) gets the same bytes, and no second job.
+    assert_eq!(ask(&ng, pool.ng, &datagram), raw_reply);
+    let listed = ask(
+        &ng,
+        pool.ng,
+        &client::frame("l1", &bridgepool_ng::Dict::new().with("command", "list")),
+    );
+    let listed = client::parse_reply(&listed, "l1").unwrap();
+    assert_eq!(
+        listed
+            .get("calls")
+            .and_then(|c| c.as_list())
+            .map(<[_]>::len),
+        Some(1)
+    );
+    let stats = ask(
+        &ng,
+        pool.ng,
+        &client::frame(
+            "s1",
+            &bridgepool_ng::Dict::new().with("command", "statistics"),
+        ),
+    );
+    let stats = client::parse_reply(&stats, "s1").unwrap();
+    let total = stats
+        .get("statistics")
+        .and_then(|s| s.get("currentstatistics"))
+        .and_then(|c| c.get("sessionstotal"))
+        .and_then(|t| t.as_int());
+    assert_eq!(total, Some(1));
+
+    // Media: 50 PCMU packets, 20 ms apart, from the relay's transform port.
+    let mut decoder = OpusDecoder::new(SampleRate::Hz48000).unwrap();
+    let mut pcm = vec![0i16; 5760];
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1500];
+    media.set_nonblocking(true).unwrap();
+    for i in 0..50u16 {
+        media
+            .send_to(&pcmu_packet(1000 + i, 3000 + 160 * u32::from(i)), job_addr)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok((n, from)) = media.recv_from(&mut buf) {
+            assert_eq!(
+                from.port(),
+                job_addr.port(),
+                "output comes from the advertised port"
+            );
+            got.push(buf[..n].to_vec());
+        }
+    }
+    media.set_nonblocking(false).unwrap();
+    while let Ok((n, _)) = media.recv_from(&mut buf) {
+        got.push(buf[..n].to_vec());
+        if got.len() >= 50 {
+            break;
+        }
+    }
+    assert!(got.len() >= 45, "only {} Opus packets came back", got.len());
+    let first = RtpPacket::parse(&got[0]).unwrap();
+    for (i, d) in got.iter().enumerate() {
+        let p = RtpPacket::parse(d).unwrap();
+        assert_eq!(p.payload_type(), 96);
+        assert_eq!(p.ssrc(), first.ssrc());
+        assert_eq!(
+            p.sequence_number(),
+            first.sequence_number().wrapping_add(i as u16)
+        );
+        assert_eq!(
+            p.timestamp(),
+            first.timestamp().wrapping_add(960 * i as u32),
+            "48 kHz clock"
+        );
+        assert_eq!(decoder.decode(p.payload(), &mut pcm).unwrap(), 960);
+    }
+
+    // The relay's captured delete (same call-id/from-tag as the reply), then the port is free.
+    let deleted = ask(&ng, pool.ng, DELETE);
+    let deleted = client::parse_reply(&deleted, "c7805a4ecf1959b7").unwrap();
+    assert_eq!(deleted.get("warning"), None);
+    assert!(
+        UdpSocket::bind(job_addr).is_ok(),
+        "the job's port is still bound"
+    );
+    // Deleting again: ok with rtpengine's warning.
+    let again = ask(
+        &ng,
+        pool.ng,
+        &client::frame("d2", &client::delete(&reply.call_id, &reply.from_tag)),
+    );
+    let again = client::parse_reply(&again, "d2").unwrap();
+    assert!(again.get("warning").is_some());
+
+    // Counted: one transform handled, its resend answered from the cache, one PCMU -> opus job.
+    let text = metrics(pool.metrics);
+    for line in [
+        "bridgepool_scheduler_ng_requests_total{command=\"transform\",outcome=\"ok\"} 1",
+        "bridgepool_scheduler_ng_requests_total{command=\"transform\",outcome=\"cached\"} 1",
+        "bridgepool_scheduler_ng_requests_total{command=\"malformed\",outcome=\"error\"} 1",
+        "bridgepool_scheduler_ng_requests_total{command=\"delete\",outcome=\"ok\"} 2",
+        "bridgepool_scheduler_ng_jobs_created_total{input=\"PCMU\",output=\"opus\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_pair_and_no_worker_are_refused_at_once() {
+    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ng_addr = free_udp();
+    let _scheduler = Proc(
+        Command::new(env!("CARGO_BIN_EXE_bridgepool-scheduler"))
+            .args(["--grpc-listen", &grpc.to_string()])
+            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--ng-listen", &ng_addr.to_string(), "--log", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ng = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ng.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        ng.send_to(b"p d7:command4:pinge", ng_addr).unwrap();
+        let mut b = [0u8; 64];
+        if ng.recv_from(&mut b).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ng server never answered");
+    }
+    let captured = Message::parse(TRANSFORM).unwrap();
+    let started = Instant::now();
+    let reply = ask(&ng, ng_addr, TRANSFORM);
+    assert!(started.elapsed() < Duration::from_millis(50));
+    assert_eq!(
+        client::parse_reply(&reply, std::str::from_utf8(&captured.cookie).unwrap()),
+        Err(client::ReplyError::Refused {
+            reason: "Parallel session limit reached".into()
+        })
+    );
+    let mut request = TransformRequest::from_body(&captured.body).unwrap();
+    request.media[0].codecs[0].output.codec = "G722".into();
+    let reply = ask(&ng, ng_addr, &client::frame("x1", &request.to_body()));
+    assert!(matches!(
+        client::parse_reply(&reply, "x1"),
+        Err(client::ReplyError::Refused { reason }) if reason.starts_with("Unsupported codec pair")
+    ));
+}
+
+/// Through a transform-capable rtpengine relay (see /work/shared/peers/rtpengine-transform/README.md):
+/// needs `RTPENGINE_BIN`; skipped with a message otherwise.
+#[test]
+fn through_a_real_relay() {
+    let Ok(bin) = std::env::var("RTPENGINE_BIN") else {
+        eprintln!(
+            "SKIPPED through_a_real_relay: RTPENGINE_BIN is not set (a transform-capable rtpengine, mr13.3.1.1+, is needed; Debian's 10.5 is too old)"
+        );
+        return;
+    };
+    let peer = PathBuf::from(
+        std::env::var("RTPENGINE_PEER_DIR")
+            .unwrap_or_else(|_| "/work/shared/peers/rtpengine-transform".into()),
+    );
+    let conf = std::fs::read_to_string(peer.join("relay.conf")).expect("relay.conf");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pool = rt.block_on(pool());
+    let relay_ng = free_udp();
+    let conf = conf
+        .replace("@RELAY_IP@", "127.0.0.1")
+        .replace("@RELAY_NG_PORT@", &relay_ng.port().to_string())
+        .replace("@TRANSFORMER_NG@", &pool.ng.to_string());
+    let dir = std::env::temp_dir().join(format!("bp-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf_path = dir.join("R.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let _relay = Proc(
+        Command::new(bin)
+            .arg(format!("--config-file={}", conf_path.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let status = Command::new("python3")
+        .arg(peer.join("transform_e2e.py"))
+        .env("R_NG", relay_ng.to_string())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "transform_e2e.py failed through the relay"
+    );
+}
