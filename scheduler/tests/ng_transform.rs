@@ -384,13 +384,35 @@ fn through_a_real_relay() {
             .unwrap(),
     );
     std::thread::sleep(Duration::from_secs(1));
-    let status = Command::new("python3")
+    let run = Command::new("python3")
         .arg(peer.join("transform_e2e.py"))
         .env("R_NG", relay_ng.to_string())
-        .status()
+        .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    eprintln!("{stdout}");
     assert!(
-        status.success(),
+        run.status.success(),
         "transform_e2e.py failed through the relay"
     );
+    // The relay falls back to transcoding locally when the pool fails, and the script passes
+    // either way: the pool must have served both directions.
+    let text = metrics(pool.metrics);
+    for pair in [
+        "{input=\"PCMU\",output=\"opus\"} 1",
+        "{input=\"opus\",output=\"PCMU\"} 1",
+    ] {
+        let line = format!("bridgepool_scheduler_ng_jobs_created_total{pair}");
+        assert!(text.contains(&line), "no {line} in\n{text}");
+    }
+    // Each direction's output ends with its input, as a relay transcoding locally would:
+    // 50 frames in, 50 (give or take the last partial one) out.
+    for line in stdout.lines().filter(|l| l.contains("got PTs")) {
+        let got: u64 = line
+            .rsplit(": ")
+            .next()
+            .and_then(|v| v.trim_end_matches('}').trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected line {line}"));
+        assert!((45..=53).contains(&got), "{line}");
+    }
 }

@@ -170,3 +170,45 @@ fn same_codec_pairs_and_bad_ptime_are_refused() {
     assert!(OneWay::new(&[p], idle).is_err());
     assert!(OneWay::new(&[], idle).is_err());
 }
+
+/// An Opus -> G.711 job's output ends with its input, as a relay transcoding locally would
+/// (a two-way session keeps its G.711 stream continuous instead): 50 frames in, at most three
+/// frames of concealment tail (a loss burst's worth) beyond them out, however long the clock runs.
+#[test]
+fn opus_to_g711_output_stops_when_the_input_stops() {
+    let mut job = OneWay::new(
+        &[pair(OneWayCodec::Opus, 96, OneWayCodec::G711(Law::Ulaw), 0)],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let mut enc = bridgepool_codecs::opus::OpusEncoder::new(&EncoderConfig::default()).unwrap();
+    let pcm: Vec<i16> = (0..160)
+        .map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16)
+        .collect();
+    let mut opus = [0u8; 400];
+    let t0 = epoch();
+    let mut out = 0;
+    let mut now = t0;
+    for i in 0..50u16 {
+        now = t0 + Duration::from_millis(20 * u64::from(i));
+        while let Some(due) = job.poll_timeout().filter(|d| *d <= now) {
+            job.handle_timeout(due);
+            out += drain(&mut job).len();
+        }
+        let n = enc.encode(&pcm, &mut opus).unwrap();
+        job.handle_datagram(now, &rtp(96, i, 960 * u32::from(i), &opus[..n]));
+        out += drain(&mut job).len();
+    }
+    assert_eq!(out, 50);
+    // Two seconds with no input, timers run as the driver runs them.
+    let end = now + Duration::from_secs(2);
+    while let Some(due) = job.poll_timeout().filter(|d| *d <= end) {
+        job.handle_timeout(due);
+        out += drain(&mut job).len();
+    }
+    assert!((50..=53).contains(&out), "{out} packets out for 50 in");
+    // The next packet starts the stream again.
+    let n = enc.encode(&pcm, &mut opus).unwrap();
+    job.handle_datagram(end, &rtp(96, 50, 960 * 150, &opus[..n]));
+    assert!(!drain(&mut job).is_empty());
+}

@@ -147,10 +147,13 @@ impl OneWay {
                     G711ToOpus::new(law, &p.encoder, frame)
                         .map_err(|e| OneWayError::Opus(e.to_string()))?,
                 ),
-                (OneWayCodec::Opus, OneWayCodec::G711(law)) => Direction::ToG711(
-                    OpusToG711::new(law, frame, p.ptime, Duration::from_millis(30))
-                        .map_err(|e| OneWayError::Opus(e.to_string()))?,
-                ),
+                (OneWayCodec::Opus, OneWayCodec::G711(law)) => {
+                    let mut to_g711 =
+                        OpusToG711::new(law, frame, p.ptime, Duration::from_millis(30))
+                            .map_err(|e| OneWayError::Opus(e.to_string()))?;
+                    to_g711.end_with_input();
+                    Direction::ToG711(to_g711)
+                }
                 (OneWayCodec::G711(from), OneWayCodec::G711(to)) if from != to => {
                     Direction::Recode {
                         from,

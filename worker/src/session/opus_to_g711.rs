@@ -34,6 +34,9 @@ const MAX_CONCEAL: usize = 960;
 /// After this long without input the output carries plain G.711 silence instead of running the
 /// decoder's concealment.
 const QUIET_AFTER: Duration = Duration::from_secs(1);
+/// In a one-way job the output ends this long after the input did (beyond the playout grace):
+/// a loss burst is still concealed, but a stream that stopped is not carried on.
+const JOB_TAIL: Duration = Duration::from_millis(40);
 /// An input timestamp this far behind the play position is a restarted clock, not a late packet.
 const RESTART_BEHIND: u64 = 48_000;
 /// An event whose end packet never arrives still releases the audio this long (8 kHz samples,
@@ -78,6 +81,8 @@ pub(crate) struct OpusToG711 {
     suppress_until: Option<u64>,
     /// Output frames not sent because an event covered their time.
     pub(crate) suppressed_frames: u64,
+    /// The output stops with the input (one-way jobs) instead of staying continuous.
+    ends_with_input: bool,
 }
 
 impl OpusToG711 {
@@ -107,7 +112,15 @@ impl OpusToG711 {
             skipped_samples: 0,
             suppress_until: None,
             suppressed_frames: 0,
+            ends_with_input: false,
         })
+    }
+
+    /// The output stops shortly after the input does, as a relay transcoding locally would:
+    /// for one-way jobs, whose relay forwards what it gets and runs its own timeouts. A two-way
+    /// session keeps its G.711 stream continuous instead (a gateway may hang up on silence).
+    pub(crate) fn end_with_input(&mut self) {
+        self.ends_with_input = true;
     }
 
     pub(crate) fn set_law(&mut self, law: Law) {
@@ -241,6 +254,15 @@ impl OpusToG711 {
             return;
         };
         if now < deadline {
+            return;
+        }
+        if self.ends_with_input
+            && self.last_input.is_some_and(|t| {
+                now.saturating_duration_since(t) > self.ptime + self.grace + JOB_TAIL
+            })
+        {
+            // The next packet starts the clock again.
+            self.deadline = None;
             return;
         }
         let quiet = self
