@@ -463,3 +463,33 @@ fn send_log_keeps_recent_frames_only() {
     assert_eq!(log.sent_at_us(1024), Some(9_000));
     assert_eq!(log.frames_sent(), 1025);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impairments_reach_the_wire_and_the_measurement() {
+    let media = Arc::new(EncodedMedia::synthetic(2).unwrap());
+    let mut config = LoadConfig::new(Mode::Fixed {
+        calls: 2,
+        duration: Duration::from_millis(1500),
+    });
+    config.quality_calls = 0;
+    config.sample_interval = Duration::from_millis(250);
+    // What A sends loses a fifth; what B receives is duplicated a tenth of the time and a tenth
+    // is held back past the next packet.
+    config.impairments.a_tx = "loss=20".parse().unwrap();
+    config.impairments.b_rx = "dup=10,reorder=10".parse().unwrap();
+    let target = RelayTarget::default();
+    let report = run_load(&target, media, &config, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
+    let (ab, ba) = (&report.directions[0].summary, &report.directions[1].summary);
+    assert!(report.impaired_tx.dropped > 0, "{:?}", report.impaired_tx);
+    assert!(
+        ab.lost > 0,
+        "A's dropped packets are lost on the way to B: {ab:?}"
+    );
+    assert!(report.impaired_rx.duplicated > 0 && report.impaired_rx.delayed > 0);
+    // B receives the relayed A stream; A receives B's unimpaired.
+    assert!(ab.duplicates > 0 && ab.reordered > 0, "{ab:?}");
+    assert_eq!((ba.lost, ba.duplicates, ba.reordered), (0, 0, 0), "{ba:?}");
+    assert!(table::render(&report).contains("impairments (seed"));
+}
