@@ -43,7 +43,6 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         (false, LoadKind::Legacy) => EncodedMedia::legacy(&common.speech)
             .map_err(|e| format!("{e} (run from the repository root, or pass --speech)"))?,
     };
-    eprintln!("load: {}", media.describe());
     // The demo's pool lives as long as this function; its reports go to --report-dir.
     let mut _pool = None;
     let mut report_dir = None;
