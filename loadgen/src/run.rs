@@ -734,3 +734,65 @@ fn loss_in(sent: &[u64], delivered: &[u64], from: Duration, to: Duration) -> f64
         sent.saturating_sub(delivered) as f64 * 100.0 / sent as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServiceLevel;
+    use crate::quality::QualityResult;
+    use crate::report::RampStep;
+
+    fn step(calls: u64, held: bool) -> RampStep {
+        RampStep {
+            calls,
+            held,
+            ..RampStep::default()
+        }
+    }
+
+    fn sample(step: u64, direction: &str, nb: f64) -> QualityResult {
+        QualityResult {
+            direction: direction.into(),
+            step: Some(step),
+            pesq_nb: Some(nb),
+            ..QualityResult::default()
+        }
+    }
+
+    #[test]
+    fn a_step_below_the_quality_floor_ends_the_ramp_there() {
+        let mut ramp = RampOutcome {
+            highest_held: 30,
+            stopped_because: "reached --max-calls".into(),
+            steps: vec![step(10, true), step(20, true), step(30, true)],
+        };
+        let quality = [
+            sample(0, "a_to_b", 4.0),
+            sample(0, "b_to_a", 3.9),
+            sample(1, "a_to_b", 3.9),
+            sample(1, "b_to_a", 3.1),
+            sample(2, "b_to_a", 3.9),
+        ];
+        apply_quality_to_ramp(&mut ramp, &quality, &ServiceLevel::default());
+        assert_eq!(ramp.highest_held, 10, "{ramp:?}");
+        assert!(!ramp.steps[1].held && ramp.steps[0].held);
+        assert!(ramp.stopped_because.contains("PESQ"), "{ramp:?}");
+        assert_eq!(ramp.steps[1].pesq_b_to_a.nb_min, Some(3.1));
+        assert_eq!(ramp.steps[0].pesq_a_to_b.streams, 1);
+    }
+
+    #[test]
+    fn a_ramp_whose_samples_meet_the_floor_keeps_its_outcome() {
+        let mut ramp = RampOutcome {
+            highest_held: 20,
+            stopped_because: "loss".into(),
+            steps: vec![step(10, true), step(20, true), step(30, false)],
+        };
+        let quality = [sample(0, "a_to_b", 4.0), sample(1, "a_to_b", 3.7)];
+        apply_quality_to_ramp(&mut ramp, &quality, &ServiceLevel::default());
+        assert_eq!(
+            (ramp.highest_held, ramp.stopped_because.as_str()),
+            (20, "loss")
+        );
+    }
+}
