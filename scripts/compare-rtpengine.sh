@@ -3,12 +3,19 @@
 # (Debian's rtpengine-daemon, userspace only, one thread) and against bridgepool (a scheduler and a
 # worker with one media thread), each system's media on core 1 and the loadgen on core 0:
 #   - a ramp to the service level (loss <= 0.1 %, p99 latency <= 40 ms, no refusals);
-#   - a fixed run of $QUALITY_CALLS calls for 30 s, every call's audio compared with the input,
-#     for quality and CPU per call at the same load.
+#   - a fixed run of $QUALITY_CALLS calls for 30 s, every call's audio scored against the input
+#     (PESQ P.862.1 NB per direction, P.862.2 WB for the Opus output, and correlation), for quality
+#     and CPU per call at the same load.
+# The load is the representative one (issue 10): the Opus leg as WebRTC browsers and mobile apps
+# send it (48 kHz voices through libopus, 70/30), the G.711 leg as a gateway; LOAD=legacy plays the
+# old SILK narrowband load instead. Each ramp step scores QUALITY_PER_STEP of its new calls; with
+# MIN_PESQ set (e.g. 3.6, or rtpengine's own figure) a step below it in either direction does not
+# hold, so the densities are at equal quality; the default 0 reports PESQ without judging it.
 #
 #   scripts/compare-rtpengine.sh [OUT_DIR]     (default target/compare)
 #
-# Environment: RTPE_START/RTPE_STEP and BP_START/BP_STEP (calls), STEP_SECONDS, BP_MAX.
+# Environment: RTPE_START/RTPE_STEP and BP_START/BP_STEP (calls), STEP_SECONDS, BP_MAX, LOAD,
+# MIN_PESQ, QUALITY_CALLS, QUALITY_PER_STEP.
 # Needs: apt-get install rtpengine-daemon. Writes OUT_DIR/{rtpengine,bridgepool}-{ramp,fixed}.*
 # and prints a summary.
 set -euo pipefail
@@ -24,14 +31,18 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 step_s=${STEP_SECONDS:-8}
 quality_calls=${QUALITY_CALLS:-10}
+per_step=${QUALITY_PER_STEP:-2}
+floor=${MIN_PESQ:-0}
+load=(--load "${LOAD:-client}" --min-pesq-a-to-b "$floor" --min-pesq-b-to-a "$floor")
 ramp() { # name, extra args...
   local name=$1; shift
-  taskset -c 0 "$bin/bridgepool-loadgen" ramp --step-duration "${step_s}s" --quality-calls 0 \
+  taskset -c 0 "$bin/bridgepool-loadgen" ramp "${load[@]}" --step-duration "${step_s}s" \
+    --quality-calls "$per_step" \
     --json "$out/$name-ramp.json" --html "$out/$name-ramp.html" --no-progress "$@" | sed -n '/ramp steps/,$p'
 }
 fixed() { # name, extra args...
   local name=$1; shift
-  taskset -c 0 "$bin/bridgepool-loadgen" fixed --calls "$quality_calls" --duration 30s \
+  taskset -c 0 "$bin/bridgepool-loadgen" fixed "${load[@]}" --calls "$quality_calls" --duration 30s \
     --quality-calls "$quality_calls" --json "$out/$name-fixed.json" --html "$out/$name-fixed.html" \
     --no-progress "$@" | grep -vE '^\s+lg-'
 }
@@ -96,12 +107,19 @@ for t in ("rtpengine", "bridgepool"):
     cpu = sum(c["mean_pct"] for c in fixed["cpu"] if c["role"] == "measured")
     q = {d: [x["correlation"] for x in fixed["quality"] if x["direction"] == d] for d in ("a_to_b", "b_to_a")}
     mean = lambda v: sum(v) / len(v) if v else float("nan")
+    pesq = {d["name"]: d.get("pesq", {}) for d in fixed["directions"]}
+    val = lambda d, k: pesq.get(d, {}).get(k) if pesq.get(d, {}).get(k) is not None else float("nan")
     rows.append((t, ramp["ramp"]["highest_held"], ramp["ramp"]["stopped_because"], cpu / max(calls, 1),
                  mean(q["a_to_b"]), mean(q["b_to_a"]), fixed["mos"], fixed["total"]["latency"]["p50_ms"],
-                 fixed["total"]["latency"]["p99_ms"], fixed["total"]["violations"]))
-print(f"{'target':<11} {'calls/core':>10} {'cpu%/call':>9} {'corr a>b':>8} {'corr b>a':>8} {'MOS':>5} {'p50 ms':>7} {'p99 ms':>7}  stopped because")
+                 fixed["total"]["latency"]["p99_ms"], val("a_to_b", "nb_mean"), val("a_to_b", "nb_min"),
+                 val("a_to_b", "wb_mean"), val("b_to_a", "nb_mean"), val("b_to_a", "nb_min")))
+print("PESQ: P.862.1 MOS-LQO NB mean (min) of the fixed run's calls; WB: P.862.2 of the Opus output; "
+      "MOS est.: E-model from loss and jitter")
+print(f"{'target':<11} {'calls/core':>10} {'cpu%/call':>9} {'PESQ a>b':>13} {'WB a>b':>6} {'PESQ b>a':>13} "
+      f"{'corr a>b':>8} {'corr b>a':>8} {'MOS est.':>8} {'p50 ms':>7} {'p99 ms':>7}  stopped because")
 for r in rows:
-    print(f"{r[0]:<11} {r[1]:>10} {r[3]:>9.2f} {r[4]:>8.3f} {r[5]:>8.3f} {r[6]:>5.2f} {r[7]:>7.2f} {r[8]:>7.2f}  {r[2]}")
+    print(f"{r[0]:<11} {r[1]:>10} {r[3]:>9.2f} {r[9]:>6.2f} ({r[10]:.2f}) {r[11]:>6.2f} {r[12]:>6.2f} ({r[13]:.2f}) "
+          f"{r[4]:>8.3f} {r[5]:>8.3f} {r[6]:>8.2f} {r[7]:>7.2f} {r[8]:>7.2f}  {r[2]}")
 if len(rows) == 2 and rows[0][1]:
     print(f"density ratio bridgepool / rtpengine: {rows[1][1] / rows[0][1]:.1f}x; "
           f"CPU per call ratio: {rows[0][3] / max(rows[1][3], 1e-9):.1f}x")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: builds the workspace's loadgen (which embeds a scheduler and a worker
 # with one media thread per core), starts that pool on loopback, runs a short load against it and
-# prints the report; the JSON and HTML reports land in target/demo/. Extra arguments go to
+# prints the report (loss, latency, PESQ per direction of the sampled calls, CPU); the JSON and
+# HTML reports land in target/demo/. Extra arguments go to
 # `bridgepool-loadgen demo` (e.g. --calls 100 --seconds 20 --passthrough-share 0.5).
 set -euo pipefail
 cd "$(dirname "$0")/.."

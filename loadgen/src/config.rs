@@ -5,6 +5,8 @@ use std::time::Duration;
 use bridgepool_codecs::g711::Law;
 use serde::{Deserialize, Serialize};
 
+use crate::impair::Impairments;
+
 /// How calls come and go.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
@@ -62,7 +64,17 @@ pub struct ServiceLevel {
     pub max_p99_ms: f64,
     /// Largest acceptable number of refused calls.
     pub max_refusals: u64,
+    /// Lowest acceptable P.862.1 MOS-LQO NB of a sampled G.711 -> Opus stream (0: no floor).
+    #[serde(default)]
+    pub min_pesq_a_to_b: f64,
+    /// Lowest acceptable P.862.1 MOS-LQO NB of a sampled Opus -> G.711 stream (0: no floor).
+    #[serde(default)]
+    pub min_pesq_b_to_a: f64,
 }
+
+/// The default quality floor per direction (P.862.1 MOS-LQO NB): "good" narrowband speech;
+/// G.711 alone scores about 4.1-4.4 on these voices.
+pub const DEFAULT_MIN_PESQ: f64 = 3.6;
 
 impl Default for ServiceLevel {
     fn default() -> Self {
@@ -70,6 +82,8 @@ impl Default for ServiceLevel {
             max_loss_pct: 0.1,
             max_p99_ms: 40.0,
             max_refusals: 0,
+            min_pesq_a_to_b: DEFAULT_MIN_PESQ,
+            min_pesq_b_to_a: DEFAULT_MIN_PESQ,
         }
     }
 }
@@ -93,10 +107,13 @@ pub struct LoadConfig {
     pub sample_interval: Duration,
     /// What a density must hold.
     pub service_level: ServiceLevel,
-    /// Seed for SSRCs, sequence numbers, timestamps and call durations.
+    /// Seed for SSRCs, sequence numbers, timestamps, call durations and impairment schedules.
     pub seed: u64,
     /// Wait after a call's last packet before releasing it, for packets in flight.
     pub drain: Duration,
+    /// Seeded network impairments per leg and direction.
+    #[serde(default)]
+    pub impairments: Impairments,
 }
 
 impl LoadConfig {
@@ -112,6 +129,7 @@ impl LoadConfig {
             service_level: ServiceLevel::default(),
             seed: 1,
             drain: Duration::from_millis(300),
+            impairments: Impairments::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridgepool_loadgen::cli::{Cli, Command, TargetKind};
+use bridgepool_loadgen::cli::{Cli, Command, LoadKind, TargetKind};
 use bridgepool_loadgen::media::EncodedMedia;
 use bridgepool_loadgen::pool;
 use bridgepool_loadgen::report::{html, json, table};
@@ -32,11 +32,16 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let common = cli.command.common();
     let mut config = cli.command.load_config();
-    let media = if common.synthetic_speech {
-        EncodedMedia::synthetic(10)?
-    } else {
-        EncodedMedia::from_wav(&common.speech)
-            .map_err(|e| format!("{e} (run from the repository root, or pass --speech)"))?
+    if !(0.0..=1.0).contains(&common.webrtc_share) {
+        return Err(format!("--webrtc-share {} is not in 0..=1", common.webrtc_share).into());
+    }
+    // Encoded once here, replayed by the pacer: the loadgen's own CPU stays small.
+    let media = match (common.synthetic_speech, common.load) {
+        (true, _) => EncodedMedia::synthetic(10)?,
+        (false, LoadKind::Client) => EncodedMedia::client_load(&common.voices, common.client_mix())
+            .map_err(|e| format!("{e} (run from the repository root, or pass --voices)"))?,
+        (false, LoadKind::Legacy) => EncodedMedia::legacy(&common.speech)
+            .map_err(|e| format!("{e} (run from the repository root, or pass --speech)"))?,
     };
     // The demo's pool lives as long as this function; its reports go to --report-dir.
     let mut _pool = None;

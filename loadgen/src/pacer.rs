@@ -14,9 +14,14 @@
 //! before the run ([`crate::media`]): a tick only writes a 12-byte header and copies bytes.
 //!
 //! Send times go into a [`SendLog`] per stream, where the receiver of the other leg finds them to
-//! compute latency.
+//! compute latency. A frame the client leaves out (Opus DTX) is not sent and takes no sequence
+//! number; the next one carries the marker bit. A stream with an [`Impairer`] has its packets
+//! dropped, delayed (held in a queue and sent later) or duplicated by that schedule; a dropped or
+//! delayed packet is logged at the time its client sent it, so the network's loss and delay are
+//! measured as the target's peer would see them.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -27,7 +32,8 @@ use std::time::{Duration, Instant};
 use bridgepool_codecs::rtp::{HEADER_LEN, RtpHeader};
 use serde::{Deserialize, Serialize};
 
-use crate::media::{EncodedMedia, MediaCodec, PTIME_MS};
+use crate::impair::{ImpairCounts, Impairer};
+use crate::media::{EncodedMedia, MediaCodec, PTIME_MS, Track};
 use crate::stats::{DELIVERY_BUCKET_US, SendTimes};
 
 /// Frames of send history kept per stream (20 s): older output cannot be matched for latency.
@@ -101,6 +107,10 @@ pub struct OutStream {
     pub first_timestamp: u32,
     /// Where send times go.
     pub log: Arc<SendLog>,
+    /// The voice (and Opus client) played.
+    pub track: Track,
+    /// The send-side impairment schedule, if any.
+    pub impair: Option<Impairer>,
 }
 
 /// What the pacer did.
@@ -117,6 +127,10 @@ pub struct PacerStats {
     pub late_ticks: u64,
     /// Worst lateness of a slot start, ms.
     pub max_late_ms: f64,
+    /// Frames the clients left out (DTX).
+    pub dtx_frames: u64,
+    /// What the send-side impairments did.
+    pub impaired: ImpairCounts,
 }
 
 enum Command {
@@ -207,6 +221,33 @@ struct Playing {
     streams: Vec<OutStream>,
 }
 
+/// A packet an impairment holds back: due time, then what to send where.
+struct Delayed {
+    due: Instant,
+    socket: Arc<UdpSocket>,
+    dest: SocketAddr,
+    bytes: Vec<u8>,
+    /// Counted as a packet sent (a duplicate's copy is not).
+    counted: bool,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, o: &Self) -> bool {
+        self.due == o.due
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.due.cmp(&o.due)
+    }
+}
+
 fn run(
     media: Arc<EncodedMedia>,
     epoch: Instant,
@@ -218,6 +259,8 @@ fn run(
     // Calls by phase slot.
     let mut slots: Vec<HashMap<u64, Playing>> = (0..SLOTS).map(|_| HashMap::new()).collect();
     let mut buf = [0u8; 1500];
+    // Packets held back by impairments, earliest first; bounded by the packets of one delay range.
+    let mut delayed: BinaryHeap<Reverse<Delayed>> = BinaryHeap::new();
     let mut k: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let deadline = slot_deadline(epoch, k);
@@ -247,21 +290,28 @@ fn run(
                 }
             }
         }
-        for call in slots[(k % SLOTS) as usize].values() {
+        for call in slots[(k % SLOTS) as usize].values_mut() {
             let Some(frame) = tick.checked_sub(call.start_tick) else {
                 continue;
             };
-            for s in &call.streams {
+            for s in &mut call.streams {
+                let Some((payload, seq_offset)) = media.packet(s.track, s.codec, frame) else {
+                    stats.dtx_frames += 1;
+                    continue;
+                };
+                // The first packet, and the first after frames left out, carry the marker.
+                let after_gap = frame
+                    .checked_sub(1)
+                    .is_none_or(|prev| media.packet(s.track, s.codec, prev).is_none());
                 let header = RtpHeader {
-                    marker: frame == 0,
+                    marker: after_gap,
                     payload_type: s.payload_type,
-                    sequence_number: s.first_seq.wrapping_add(frame as u16),
+                    sequence_number: s.first_seq.wrapping_add(seq_offset as u16),
                     timestamp: s
                         .first_timestamp
                         .wrapping_add((frame as u32).wrapping_mul(s.codec.timestamp_step())),
                     ssrc: s.ssrc,
                 };
-                let payload = media.payload(s.codec, frame);
                 let len = HEADER_LEN + payload.len();
                 if header.write(&mut buf).is_err() || len > buf.len() {
                     stats.send_errors += 1;
@@ -270,11 +320,46 @@ fn run(
                 buf[HEADER_LEN..len].copy_from_slice(payload);
                 // Recorded before the send: on loopback the output can come back before the
                 // send call returns.
-                s.log.record(frame, Instant::now());
-                match s.socket.send_to(&buf[..len], s.dest) {
-                    Ok(_) => stats.packets += 1,
-                    Err(_) => stats.send_errors += 1,
+                let now = Instant::now();
+                s.log.record(frame, now);
+                let fate = s.impair.as_mut().map(Impairer::next_fate);
+                if let Some(fate) = fate {
+                    stats.impaired.count(fate);
+                    if fate.drop {
+                        continue;
+                    }
+                    if fate.delay_us > 0 {
+                        let copies = 1 + usize::from(fate.duplicate);
+                        for copy in 0..copies {
+                            delayed.push(Reverse(Delayed {
+                                due: now + Duration::from_micros(fate.delay_us),
+                                socket: s.socket.clone(),
+                                dest: s.dest,
+                                bytes: buf[..len].to_vec(),
+                                counted: copy == 0,
+                            }));
+                        }
+                        continue;
+                    }
                 }
+                // A duplicate's copy is not counted as a packet sent: the loss figures compare
+                // distinct packets.
+                let copies = 1 + usize::from(fate.is_some_and(|f| f.duplicate));
+                for copy in 0..copies {
+                    match s.socket.send_to(&buf[..len], s.dest) {
+                        Ok(_) => stats.packets += u64::from(copy == 0),
+                        Err(_) => stats.send_errors += 1,
+                    }
+                }
+            }
+        }
+        while delayed.peek().is_some_and(|d| d.0.due <= Instant::now()) {
+            let Some(Reverse(d)) = delayed.pop() else {
+                break;
+            };
+            match d.socket.send_to(&d.bytes, d.dest) {
+                Ok(_) => stats.packets += u64::from(d.counted),
+                Err(_) => stats.send_errors += 1,
             }
         }
         let sent_this_slot = stats.packets - counters.packets.load(Ordering::Relaxed);

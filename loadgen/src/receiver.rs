@@ -11,8 +11,13 @@
 //! wake the loadgen. On loopback the sender pays for the receiver's wake-up (on this kind of VM
 //! a cross-core wake is an IPI and a VM exit: about 10 % of a worker's time at 200 calls), a cost
 //! a NIC would not put on a transcoder.
+//!
+//! A stream with a receive-side [`Impairer`] has its datagrams dropped, duplicated or delayed
+//! (held here and fed to the measurement with their arrival time moved by the delay, after later
+//! ones when the delay reorders them), as a network between the target and its peer would.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, IoSliceMut};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +30,7 @@ use bridgepool_codecs::rtp::{RtpPacket, is_rtcp};
 use mio::{Events, Interest, Poll, Token};
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 
+use crate::impair::{ImpairCounts, Impairer};
 use crate::stats::{RtpFields, SendTimes, StreamStats};
 
 /// The measurement of one received stream, shared between the receiver thread and the run.
@@ -44,6 +50,8 @@ pub struct Listen {
     pub stats: SharedStats,
     /// Send times of the input this stream carries.
     pub input: Arc<dyn SendTimes + Send + Sync>,
+    /// The receive-side impairment schedule, if any.
+    pub impair: Option<Impairer>,
 }
 
 enum Command {
@@ -55,7 +63,7 @@ enum Command {
 pub struct Receivers {
     commands: Sender<Command>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<ImpairCounts>>,
 }
 
 impl Receivers {
@@ -86,16 +94,17 @@ impl Receivers {
         let _ = self.commands.send(Command::Remove { call });
     }
 
-    /// Stops the thread.
-    pub fn finish(mut self) {
-        self.stop_thread();
+    /// Stops the thread; returns what the receive-side impairments did.
+    pub fn finish(mut self) -> ImpairCounts {
+        self.stop_thread()
     }
 
-    fn stop_thread(&mut self) {
+    fn stop_thread(&mut self) -> ImpairCounts {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -111,9 +120,44 @@ struct Registered {
     udp: UdpSocketState,
     stats: SharedStats,
     input: Arc<dyn SendTimes + Send + Sync>,
+    impair: Option<Impairer>,
 }
 
-fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch: Instant) {
+/// A datagram an impairment holds back until `due_us` (its new arrival time).
+struct Held {
+    due_us: u64,
+    order: u64,
+    stats: SharedStats,
+    input: Arc<dyn SendTimes + Send + Sync>,
+    bytes: Vec<u8>,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        (self.due_us, self.order) == (o.due_us, o.order)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.due_us, self.order).cmp(&(o.due_us, o.order))
+    }
+}
+
+fn run(
+    mut poll: Poll,
+    commands: Receiver<Command>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+) -> ImpairCounts {
+    let mut impaired = ImpairCounts::default();
+    let mut held: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
+    let mut held_order = 0u64;
     let mut events = Events::with_capacity(1024);
     // Sockets by token; tokens are reused through `free`.
     let mut sockets: Vec<Option<Registered>> = Vec::new();
@@ -123,7 +167,7 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
     let Ok(mut bufs): Result<Box<[[u8; 65_536]; BATCH]>, _> =
         vec![[0u8; 65_536]; BATCH].into_boxed_slice().try_into()
     else {
-        return;
+        return impaired;
     };
     // Kernel timestamps are Unix time; the run counts from `epoch`.
     let epoch_unix = SystemTime::now()
@@ -136,10 +180,15 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
             && e.kind() != io::ErrorKind::Interrupted
         {
             tracing::error!(error = %e, "loadgen receiver poll failed");
-            return;
+            return impaired;
+        }
+        let now_us = Instant::now().saturating_duration_since(epoch).as_micros() as u64;
+        while held.peek().is_some_and(|h| h.0.due_us <= now_us) {
+            let Some(Reverse(h)) = held.pop() else { break };
+            on_datagram(&h.stats, &h.bytes, h.due_us, h.input.as_ref());
         }
         for event in events.iter() {
-            let Some(Some(r)) = sockets.get(event.token().0) else {
+            let Some(Some(r)) = sockets.get_mut(event.token().0) else {
                 continue;
             };
             // Edge triggered: read until a batch comes back short.
@@ -164,7 +213,28 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
                     let received = &buf[..meta.len.min(buf.len())];
                     for datagram in received.chunks(meta.stride.max(1)) {
                         let at = arrival.as_micros() as u64;
-                        on_datagram(&r.stats, datagram, at, r.input.as_ref());
+                        let Some(fate) = r.impair.as_mut().map(Impairer::next_fate) else {
+                            on_datagram(&r.stats, datagram, at, r.input.as_ref());
+                            continue;
+                        };
+                        impaired.count(fate);
+                        if fate.drop {
+                            continue;
+                        }
+                        for _ in 0..1 + usize::from(fate.duplicate) {
+                            if fate.delay_us == 0 {
+                                on_datagram(&r.stats, datagram, at, r.input.as_ref());
+                            } else {
+                                held_order += 1;
+                                held.push(Reverse(Held {
+                                    due_us: at + fate.delay_us,
+                                    order: held_order,
+                                    stats: r.stats.clone(),
+                                    input: r.input.clone(),
+                                    bytes: datagram.to_vec(),
+                                }));
+                            }
+                        }
                     }
                 }
                 if n < BATCH {
@@ -206,6 +276,7 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
                             udp,
                             stats: l.stats,
                             input: l.input,
+                            impair: l.impair,
                         });
                         tokens.push(token);
                     }
@@ -222,6 +293,12 @@ fn run(mut poll: Poll, commands: Receiver<Command>, stop: Arc<AtomicBool>, epoch
             }
         }
     }
+    // Held datagrams whose time has not come are fed at their due time: their streams are being
+    // finalized, and they would have arrived.
+    while let Some(Reverse(h)) = held.pop() {
+        on_datagram(&h.stats, &h.bytes, h.due_us, h.input.as_ref());
+    }
+    impaired
 }
 
 /// Feeds one datagram: RTP to the measurement, RTCP and garbage only counted.

@@ -16,10 +16,11 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::{LoadConfig, Mode};
 use crate::cpu::CpuSampler;
-use crate::media::{EncodedMedia, MediaCodec};
+use crate::impair::Path;
+use crate::media::{EncodedMedia, MediaCodec, PTIME_MS, Track};
 use crate::mos;
 use crate::pacer::{OutStream, Pacer, SendLog};
-use crate::quality::{self, QualityResult};
+use crate::quality::{self, PesqSummary, QualityJob};
 use crate::receiver::{Listen, Receivers, SharedStats};
 use crate::report::{CallCounts, Direction, RampOutcome, Report, TimelinePoint};
 use crate::stats::{
@@ -84,6 +85,8 @@ pub async fn run_load(
         done: Done::default(),
         counts: CallCounts::default(),
         quality_left: config.quality_calls,
+        quality_step: None,
+        quality_frames: QUALITY_FRAMES,
         timeline: Vec::new(),
         cpu: CpuSampler::new(&config.measure_pids),
         cpu_max: Vec::new(),
@@ -130,7 +133,10 @@ pub(crate) struct CallMedia {
     pub(crate) log_b: Arc<SendLog>,
     pub(crate) recv_a: MediaCodec,
     pub(crate) recv_b: MediaCodec,
-    pub(crate) quality: bool,
+    pub(crate) track_a: Track,
+    pub(crate) track_b: Track,
+    /// Sampled for quality, in this ramp step (if a ramp).
+    pub(crate) quality: Option<Option<u64>>,
 }
 
 pub(crate) struct Call {
@@ -147,7 +153,7 @@ pub(crate) struct Done {
     pub(crate) b_to_a: Vec<StreamSummary>,
     pub(crate) lat_a_to_b: Vec<u32>,
     pub(crate) lat_b_to_a: Vec<u32>,
-    pub(crate) quality: Vec<QualityResult>,
+    pub(crate) quality: Vec<QualityJob>,
     /// Delivered packets of finalized calls, by input send time.
     pub(crate) delivered: Vec<u64>,
 }
@@ -166,6 +172,10 @@ pub(crate) struct Run<'a> {
     pub(crate) done: Done,
     pub(crate) counts: CallCounts,
     pub(crate) quality_left: usize,
+    /// The ramp step the next sampled calls belong to.
+    pub(crate) quality_step: Option<u64>,
+    /// Frames captured per sampled stream.
+    pub(crate) quality_frames: usize,
     pub(crate) timeline: Vec<TimelinePoint>,
     pub(crate) cpu: CpuSampler,
     pub(crate) cpu_max: Vec<f64>,
@@ -269,8 +279,8 @@ impl Run<'_> {
                     (true, false) => self.counts.relayed += 1,
                     (true, true) => self.counts.passthrough_expected_but_transcoded += 1,
                 }
-                let quality = transcoded && self.quality_left > 0;
-                if quality {
+                let quality = (transcoded && self.quality_left > 0).then_some(self.quality_step);
+                if quality.is_some() {
                     self.quality_left -= 1;
                 }
                 match self.play(id, sockets, leg_a, leg_b, quality) {
@@ -300,7 +310,7 @@ impl Run<'_> {
         sockets: ((UdpSocket, SocketAddr), (UdpSocket, SocketAddr)),
         leg_a: LegMedia,
         leg_b: LegMedia,
-        quality: bool,
+        quality: Option<Option<u64>>,
     ) -> std::io::Result<CallMedia> {
         let ((sock_a, _), (sock_b, _)) = sockets;
         let log_a = Arc::new(SendLog::new(self.epoch));
@@ -312,39 +322,48 @@ impl Run<'_> {
         };
         let new_stats = |leg: &LegMedia| {
             let mut s = StreamStats::new(expect(leg));
-            if quality {
-                s.capture_payloads(QUALITY_FRAMES);
+            if quality.is_some() {
+                s.capture_payloads(self.quality_frames);
             }
             Arc::new(Mutex::new(s))
         };
         let (rx_a, rx_b) = (new_stats(&leg_a), new_stats(&leg_b));
+        let (track_a, track_b) = self.media.tracks_for_call(id);
+        let (seed, imp) = (self.config.seed, &self.config.impairments);
         // Output on A is B's input transcoded, and the other way round.
         let listens = vec![
             Listen {
                 socket: sock_a.try_clone()?,
                 stats: rx_a.clone(),
                 input: log_b.clone(),
+                impair: imp.impairer(seed, id, Path::ARx),
             },
             Listen {
                 socket: sock_b.try_clone()?,
                 stats: rx_b.clone(),
                 input: log_a.clone(),
+                impair: imp.impairer(seed, id, Path::BRx),
             },
         ];
         self.receivers.add(id, listens);
-        let mut stream = |socket: UdpSocket, leg: &LegMedia, log: &Arc<SendLog>| OutStream {
-            socket: Arc::new(socket),
-            dest: leg.send_to,
-            codec: leg.send_codec,
-            payload_type: leg.send_payload_type,
-            ssrc: self.rng.random(),
-            first_seq: self.rng.random(),
-            first_timestamp: self.rng.random(),
-            log: log.clone(),
-        };
+        let mut stream =
+            |socket: UdpSocket, leg: &LegMedia, log: &Arc<SendLog>, track: Track, path: Path| {
+                OutStream {
+                    socket: Arc::new(socket),
+                    dest: leg.send_to,
+                    codec: leg.send_codec,
+                    payload_type: leg.send_payload_type,
+                    ssrc: self.rng.random(),
+                    first_seq: self.rng.random(),
+                    first_timestamp: self.rng.random(),
+                    log: log.clone(),
+                    track,
+                    impair: imp.impairer(seed, id, path),
+                }
+            };
         let streams = vec![
-            stream(sock_a, &leg_a, &log_a),
-            stream(sock_b, &leg_b, &log_b),
+            stream(sock_a, &leg_a, &log_a, track_a, Path::ATx),
+            stream(sock_b, &leg_b, &log_b, track_b, Path::BTx),
         ];
         self.pacer.add(id, streams);
         Ok(CallMedia {
@@ -354,6 +373,8 @@ impl Run<'_> {
             log_b,
             recv_a: leg_a.recv_codec,
             recv_b: leg_b.recv_codec,
+            track_a,
+            track_b,
             quality,
         })
     }
@@ -403,24 +424,26 @@ impl Run<'_> {
         }
         let ab = summarize(&m.rx_b, &m.log_a, &mut self.done.lat_a_to_b);
         let ba = summarize(&m.rx_a, &m.log_b, &mut self.done.lat_b_to_a);
+        // B hears what A sent (A's voice), A hears B's.
         let directions = [
-            ("a_to_b", m.recv_b, ab, m.log_a.frames_sent()),
-            ("b_to_a", m.recv_a, ba, m.log_b.frames_sent()),
+            ("a_to_b", m.recv_b, ab, m.log_a.frames_sent(), m.track_a),
+            ("b_to_a", m.recv_a, ba, m.log_b.frames_sent(), m.track_b),
         ];
-        for (dir, codec, result, sent) in directions {
+        for (dir, codec, result, sent, track) in directions {
             let Some((summary, stats)) = result else {
                 continue;
             };
-            if m.quality {
-                let q = quality::assess(
-                    &self.media,
-                    &call.call_id,
-                    dir,
+            if let Some(step) = m.quality {
+                self.done.quality.push(QualityJob {
+                    call_id: call.call_id.clone(),
+                    direction: dir,
                     codec,
-                    stats.captured(),
-                    sent,
-                );
-                self.done.quality.push(q);
+                    captured: stats.captured().to_vec(),
+                    frames_sent: sent,
+                    voice: track.voice,
+                    client: track.client,
+                    step,
+                });
             }
             match dir {
                 "a_to_b" => self.done.a_to_b.push(summary),
@@ -516,6 +539,7 @@ impl Run<'_> {
         let sent_buckets = self.pacer.sent_buckets();
         let Self {
             target,
+            media,
             config,
             epoch,
             pacer,
@@ -529,7 +553,13 @@ impl Run<'_> {
         } = self;
         let duration_s = epoch.elapsed().as_secs_f64();
         let pacer = pacer.finish();
-        receivers.finish();
+        let impaired_rx = receivers.finish();
+        // After the load, on every core: PESQ costs far more than the run's own work.
+        let quality = quality::score_all(&media, &done.quality);
+        let mut ramp = ramp;
+        if let Some(r) = ramp.as_mut() {
+            apply_quality_to_ramp(r, &quality, &config.service_level);
+        }
         // Every call is finalized now: recount each interval's loss by send time.
         let mut from = Duration::ZERO;
         for point in &mut timeline {
@@ -554,11 +584,13 @@ impl Run<'_> {
                 name: "a_to_b".into(),
                 mos: mos_of(&a_to_b),
                 summary: a_to_b,
+                pesq: PesqSummary::of(&quality, "a_to_b"),
             },
             Direction {
                 name: "b_to_a".into(),
                 mos: mos_of(&b_to_a),
                 summary: b_to_a,
+                pesq: PesqSummary::of(&quality, "b_to_a"),
             },
         ];
         let cpu = cpu.summaries(&cpu_max);
@@ -584,6 +616,8 @@ impl Run<'_> {
                     && total.loss_pct() <= sl.max_loss_pct
                     && total.latency.p99_ms <= sl.max_p99_ms
                     && counts.passthrough_expected_but_transcoded == 0
+                    && directions[0].pesq.meets(sl.min_pesq_a_to_b)
+                    && directions[1].pesq.meets(sl.min_pesq_b_to_a)
             }
         };
         Report {
@@ -593,9 +627,12 @@ impl Run<'_> {
             duration_s,
             calls: counts,
             mos: mos_of(&total),
+            load: media.describe(),
+            impaired_tx: pacer.impaired,
+            impaired_rx,
             directions,
             total,
-            quality: done.quality,
+            quality,
             cpu,
             cpu_pct_per_call,
             timeline,
@@ -604,6 +641,67 @@ impl Run<'_> {
             service_level_held,
         }
     }
+}
+
+/// Frames of `duration` (what a ramp step's sampled calls capture).
+pub(crate) fn frames_of(duration: Duration) -> usize {
+    (duration.as_millis() / u128::from(PTIME_MS)) as usize
+}
+
+/// Puts each step's PESQ (of the calls sampled in it) into the ramp and re-judges it: a step
+/// below a quality floor did not hold, and the highest density held is the last step before the
+/// first one that broke (a broken step rerun with the same calls is the confirmation the ramp
+/// makes; it counts only if it breaks too).
+fn apply_quality_to_ramp(
+    ramp: &mut RampOutcome,
+    quality: &[quality::QualityResult],
+    sl: &crate::config::ServiceLevel,
+) {
+    for (i, step) in ramp.steps.iter_mut().enumerate() {
+        let of_step = quality.iter().filter(|q| q.step == Some(i as u64));
+        step.pesq_a_to_b = PesqSummary::of(of_step.clone(), "a_to_b");
+        step.pesq_b_to_a = PesqSummary::of(of_step, "b_to_a");
+    }
+    let mut highest = 0;
+    let mut stop = None;
+    for i in 0..ramp.steps.len() {
+        let step = &mut ramp.steps[i];
+        let quality_ok = step.pesq_a_to_b.meets(sl.min_pesq_a_to_b)
+            && step.pesq_b_to_a.meets(sl.min_pesq_b_to_a);
+        if step.held && !quality_ok {
+            step.held = false;
+            if stop.is_none() {
+                let (a, b) = (step.pesq_a_to_b, step.pesq_b_to_a);
+                stop = Some(format!(
+                    "PESQ NB below the floor at {} calls (G.711->Opus min {}, floor {}; Opus->G.711 min {}, floor {})",
+                    step.calls,
+                    fmt_score(a.nb_min),
+                    sl.min_pesq_a_to_b,
+                    fmt_score(b.nb_min),
+                    sl.min_pesq_b_to_a
+                ));
+            }
+        }
+        let step = &ramp.steps[i];
+        if stop.is_some() {
+            break;
+        }
+        let rerun_next = ramp.steps.get(i + 1).is_some_and(|n| n.calls == step.calls);
+        if step.held {
+            highest = step.calls;
+        } else if !rerun_next {
+            break;
+        }
+    }
+    if let Some(reason) = stop {
+        ramp.highest_held = highest;
+        ramp.stopped_because = reason;
+    }
+}
+
+/// A score with two decimals, or `-`.
+pub fn fmt_score(score: Option<f64>) -> String {
+    score.map_or_else(|| "-".to_owned(), |s| format!("{s:.2}"))
 }
 
 /// Binds one leg's socket on loopback, non-blocking (shared by the pacer and the receiver).
@@ -634,5 +732,67 @@ fn loss_in(sent: &[u64], delivered: &[u64], from: Duration, to: Duration) -> f64
         0.0
     } else {
         sent.saturating_sub(delivered) as f64 * 100.0 / sent as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServiceLevel;
+    use crate::quality::QualityResult;
+    use crate::report::RampStep;
+
+    fn step(calls: u64, held: bool) -> RampStep {
+        RampStep {
+            calls,
+            held,
+            ..RampStep::default()
+        }
+    }
+
+    fn sample(step: u64, direction: &str, nb: f64) -> QualityResult {
+        QualityResult {
+            direction: direction.into(),
+            step: Some(step),
+            pesq_nb: Some(nb),
+            ..QualityResult::default()
+        }
+    }
+
+    #[test]
+    fn a_step_below_the_quality_floor_ends_the_ramp_there() {
+        let mut ramp = RampOutcome {
+            highest_held: 30,
+            stopped_because: "reached --max-calls".into(),
+            steps: vec![step(10, true), step(20, true), step(30, true)],
+        };
+        let quality = [
+            sample(0, "a_to_b", 4.0),
+            sample(0, "b_to_a", 3.9),
+            sample(1, "a_to_b", 3.9),
+            sample(1, "b_to_a", 3.1),
+            sample(2, "b_to_a", 3.9),
+        ];
+        apply_quality_to_ramp(&mut ramp, &quality, &ServiceLevel::default());
+        assert_eq!(ramp.highest_held, 10, "{ramp:?}");
+        assert!(!ramp.steps[1].held && ramp.steps[0].held);
+        assert!(ramp.stopped_because.contains("PESQ"), "{ramp:?}");
+        assert_eq!(ramp.steps[1].pesq_b_to_a.nb_min, Some(3.1));
+        assert_eq!(ramp.steps[0].pesq_a_to_b.streams, 1);
+    }
+
+    #[test]
+    fn a_ramp_whose_samples_meet_the_floor_keeps_its_outcome() {
+        let mut ramp = RampOutcome {
+            highest_held: 20,
+            stopped_because: "loss".into(),
+            steps: vec![step(10, true), step(20, true), step(30, false)],
+        };
+        let quality = [sample(0, "a_to_b", 4.0), sample(1, "a_to_b", 3.7)];
+        apply_quality_to_ramp(&mut ramp, &quality, &ServiceLevel::default());
+        assert_eq!(
+            (ramp.highest_held, ramp.stopped_because.as_str()),
+            (20, "loss")
+        );
     }
 }

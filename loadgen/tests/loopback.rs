@@ -87,11 +87,13 @@ async fn paced_streams_come_back_through_a_relay_complete_and_in_order() {
                 socket: sock_a.try_clone().unwrap(),
                 stats: rx_a.clone(),
                 input: log_b.clone(),
+                impair: None,
             },
             Listen {
                 socket: sock_b.try_clone().unwrap(),
                 stats: rx_b.clone(),
                 input: log_a.clone(),
+                impair: None,
             },
         ],
     );
@@ -104,6 +106,8 @@ async fn paced_streams_come_back_through_a_relay_complete_and_in_order() {
         first_seq: 65_500,
         first_timestamp: u32::MAX - 10_000,
         log: log.clone(),
+        track: media.first_track(),
+        impair: None,
     };
     pacer.add(
         7,
@@ -233,6 +237,9 @@ async fn a_mixed_run_measures_media_calls_and_counts_passthrough() {
     config.quality_calls = 1;
     config.sample_interval = Duration::from_millis(250);
     config.seed = 3;
+    // The synthetic signal is not speech: PESQ scores it, but no floor applies to it.
+    config.service_level.min_pesq_a_to_b = 0.0;
+    config.service_level.min_pesq_b_to_a = 0.0;
     let target = RelayTarget::default();
     let report = run_load(&target, media, &config, &indicatif::ProgressBar::hidden())
         .await
@@ -273,7 +280,14 @@ async fn a_mixed_run_measures_media_calls_and_counts_passthrough() {
     );
     for q in &report.quality {
         assert!(q.correlation > 0.9, "relayed audio is the reference: {q:?}");
+        assert!(q.pesq_nb.is_some(), "every sampled stream scored: {q:?}");
     }
+    assert_eq!(report.directions[0].pesq.streams, 1);
+    assert_eq!(report.directions[1].pesq.streams, 1);
+    assert!(
+        report.directions[1].pesq.wb_mean.is_some(),
+        "the Opus output has a WB score"
+    );
     assert!(!report.timeline.is_empty());
     assert!(report.service_level_held, "{}", table::render(&report));
 
@@ -391,7 +405,7 @@ async fn ramp_runs_a_broken_step_again_before_it_counts() {
 fn calls_are_spread_over_the_packet_time() {
     let media = Arc::new(EncodedMedia::synthetic(1).unwrap());
     let epoch = Instant::now();
-    let pacer = Pacer::start(media, epoch).unwrap();
+    let pacer = Pacer::start(media.clone(), epoch).unwrap();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let dest = sink.local_addr().unwrap();
     let logs: Vec<Arc<SendLog>> = (0..4).map(|_| Arc::new(SendLog::new(epoch))).collect();
@@ -406,6 +420,8 @@ fn calls_are_spread_over_the_packet_time() {
             first_seq: 0,
             first_timestamp: 0,
             log: log.clone(),
+            track: media.first_track(),
+            impair: None,
         };
         // 1 ms of slots apart: wide enough to tell from a timer's slack on this machine.
         pacer.add(id as u64 * (SLOTS / 20), vec![stream]);
@@ -446,4 +462,34 @@ fn send_log_keeps_recent_frames_only() {
     );
     assert_eq!(log.sent_at_us(1024), Some(9_000));
     assert_eq!(log.frames_sent(), 1025);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impairments_reach_the_wire_and_the_measurement() {
+    let media = Arc::new(EncodedMedia::synthetic(2).unwrap());
+    let mut config = LoadConfig::new(Mode::Fixed {
+        calls: 2,
+        duration: Duration::from_millis(1500),
+    });
+    config.quality_calls = 0;
+    config.sample_interval = Duration::from_millis(250);
+    // What A sends loses a fifth; what B receives is duplicated a tenth of the time and a tenth
+    // is held back past the next packet.
+    config.impairments.a_tx = "loss=20".parse().unwrap();
+    config.impairments.b_rx = "dup=10,reorder=10".parse().unwrap();
+    let target = RelayTarget::default();
+    let report = run_load(&target, media, &config, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
+    let (ab, ba) = (&report.directions[0].summary, &report.directions[1].summary);
+    assert!(report.impaired_tx.dropped > 0, "{:?}", report.impaired_tx);
+    assert!(
+        ab.lost > 0,
+        "A's dropped packets are lost on the way to B: {ab:?}"
+    );
+    assert!(report.impaired_rx.duplicated > 0 && report.impaired_rx.delayed > 0);
+    // B receives the relayed A stream; A receives B's unimpaired.
+    assert!(ab.duplicates > 0 && ab.reordered > 0, "{ab:?}");
+    assert_eq!((ba.lost, ba.duplicates, ba.reordered), (0, 0, 0), "{ba:?}");
+    assert!(table::render(&report).contains("impairments (seed"));
 }

@@ -23,6 +23,12 @@ impl Run<'_> {
         // step that the load itself holds. Refusals are the target's own answer: never retried.
         let mut confirming = false;
         loop {
+            if !confirming {
+                // A few of this step's new calls are sampled for PESQ over the step's length.
+                self.quality_left = self.config.quality_calls;
+                self.quality_step = Some(outcome.steps.len() as u64);
+                self.quality_frames = crate::run::frames_of(step_duration);
+            }
             let refused_before = self.counts.refused + self.counts.failed;
             while self.active.len() < target_calls {
                 self.start_call(None).await;
@@ -54,6 +60,7 @@ impl Run<'_> {
                 p99_ms,
                 refused,
                 held,
+                ..RampStep::default()
             });
             self.progress.set_message(format!(
                 "ramp: {calls} calls, loss {loss_pct:.3} %, p99 {p99_ms:.2} ms"

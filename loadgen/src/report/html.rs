@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::Report;
+use crate::run::fmt_score;
 
 const COLORS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
@@ -68,18 +69,18 @@ pub fn render(r: &Report) -> String {
         h,
         "<table><tr><th>direction</th><th>streams</th><th>sent</th><th>received</th><th>loss %</th><th>dup</th>\
          <th>reordered</th><th>jitter ms</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th>\
-         <th>rule violations</th><th>MOS</th></tr>"
+         <th>rule violations</th><th>MOS est. (E-model)</th><th>PESQ NB</th><th>PESQ NB min</th><th>PESQ WB</th></tr>"
     );
     let rows = r
         .directions
         .iter()
-        .map(|d| (d.name.as_str(), &d.summary, d.mos))
-        .chain([("total", &r.total, r.mos)]);
-    for (name, t, mos) in rows {
+        .map(|d| (d.name.as_str(), &d.summary, d.mos, Some(&d.pesq)))
+        .chain([("total", &r.total, r.mos, None)]);
+    for (name, t, mos, pesq) in rows {
         let _ = writeln!(
             h,
             "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{:.2}</td>\
-             <td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:.2}</td></tr>",
+             <td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             t.streams,
             t.sent,
             t.received,
@@ -92,22 +93,40 @@ pub fn render(r: &Report) -> String {
             t.latency.p99_ms,
             t.latency.max_ms,
             t.violations.total(),
-            mos
+            mos,
+            fmt_score(pesq.and_then(|p| p.nb_mean)),
+            fmt_score(pesq.and_then(|p| p.nb_min)),
+            fmt_score(pesq.and_then(|p| p.wb_mean)),
         );
     }
     h.push_str("</table>\n");
+    let _ = writeln!(
+        h,
+        "<p>{}<br>MOS est.: E-model estimate from loss, jitter and latency. PESQ: ITU-T P.862.1 \
+         MOS-LQO narrowband and P.862.2 wideband of the sampled calls, the received audio decoded \
+         as a receiver does (Opus at 48 kHz) and aligned with the speech sent.</p>",
+        escape(&r.load)
+    );
     if !r.quality.is_empty() {
-        h.push_str("<table><tr><th>call</th><th>direction</th><th>codec</th><th>frames</th><th>missing</th><th>correlation</th></tr>\n");
+        h.push_str("<table><tr><th>call</th><th>direction</th><th>codec</th><th>voice</th><th>client</th><th>step</th>\
+            <th>frames</th><th>missing</th><th>correlation</th><th>PESQ NB</th><th>PESQ WB</th><th>PESQ error</th></tr>\n");
         for q in &r.quality {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&q.call_id),
                 escape(&q.direction),
                 escape(&q.codec),
+                escape(&q.voice),
+                escape(&q.client),
+                q.step.map(|s| s.to_string()).unwrap_or_default(),
                 q.frames,
                 q.missing_frames,
-                q.correlation
+                q.correlation,
+                fmt_score(q.pesq_nb),
+                fmt_score(q.pesq_wb),
+                escape(q.pesq_error.as_deref().unwrap_or(""))
             );
         }
         h.push_str("</table>\n");
@@ -215,6 +234,24 @@ pub fn render(r: &Report) -> String {
             "calls",
             "%",
             &[steps("loss", &|s| s.loss_pct)],
+        );
+        let pesq = |name: &str, f: &dyn Fn(&super::RampStep) -> Option<f64>| Series {
+            name: name.to_owned(),
+            points: ramp
+                .steps
+                .iter()
+                .filter_map(|s| f(s).map(|v| (s.calls as f64, v)))
+                .collect(),
+            scatter: false,
+        };
+        h += &chart(
+            "PESQ NB (lowest sampled call) per ramp step",
+            "calls",
+            "MOS-LQO",
+            &[
+                pesq("G.711 -> Opus", &|s| s.pesq_a_to_b.nb_min),
+                pesq("Opus -> G.711", &|s| s.pesq_b_to_a.nb_min),
+            ],
         );
     }
     h.push_str("</body></html>\n");

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LoadConfig;
 use crate::cpu::CpuSummary;
+use crate::impair::ImpairCounts;
 use crate::pacer::PacerStats;
-use crate::quality::QualityResult;
+use crate::quality::{PesqSummary, QualityResult};
 use crate::stats::StreamSummary;
 
 /// What happened to the calls.
@@ -76,7 +77,13 @@ pub struct RampStep {
     pub p99_ms: f64,
     /// Calls refused while adding the step's calls.
     pub refused: u64,
-    /// Whether the step held the service level.
+    /// PESQ of the calls sampled in this step, G.711 -> Opus (scored after the run).
+    #[serde(default)]
+    pub pesq_a_to_b: PesqSummary,
+    /// PESQ of the calls sampled in this step, Opus -> G.711.
+    #[serde(default)]
+    pub pesq_b_to_a: PesqSummary,
+    /// Whether the step held the service level (the quality floor included, after scoring).
     pub held: bool,
 }
 
@@ -98,8 +105,11 @@ pub struct Direction {
     pub name: String,
     /// Summed measurement.
     pub summary: StreamSummary,
-    /// E-model MOS of the path.
+    /// MOS estimated from loss, jitter and latency (E-model, G.107), not a listening score.
     pub mos: f64,
+    /// PESQ of the sampled calls (a listening score).
+    #[serde(default)]
+    pub pesq: PesqSummary,
 }
 
 /// A load run's result.
@@ -119,8 +129,17 @@ pub struct Report {
     pub directions: Vec<Direction>,
     /// Both directions summed.
     pub total: StreamSummary,
-    /// E-model MOS over both directions.
+    /// MOS estimated from loss, jitter and latency over both directions (E-model).
     pub mos: f64,
+    /// What the load was (voices, clients, mix).
+    #[serde(default)]
+    pub load: String,
+    /// What the send-side impairments did.
+    #[serde(default)]
+    pub impaired_tx: ImpairCounts,
+    /// What the receive-side impairments did.
+    #[serde(default)]
+    pub impaired_rx: ImpairCounts,
     /// Audio quality of the sampled calls.
     pub quality: Vec<QualityResult>,
     /// CPU per sampled process; the loadgen last.

@@ -3,6 +3,8 @@
 use std::fmt::Write;
 
 use super::Report;
+use crate::quality::PesqSummary;
+use crate::run::fmt_score;
 use crate::stats::StreamSummary;
 
 /// Renders the report as aligned text.
@@ -14,6 +16,9 @@ pub fn render(r: &Report) -> String {
         "bridgepool-loadgen: target {} | mode {mode} | {:.1} s",
         r.target, r.duration_s
     );
+    if !r.load.is_empty() {
+        let _ = writeln!(s, "{}", r.load);
+    }
     let c = &r.calls;
     let _ = writeln!(
         s,
@@ -32,7 +37,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{:<8} {:>7} {:>9} {:>9} {:>8} {:>5} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>4}",
+        "\n{:<8} {:>7} {:>9} {:>9} {:>8} {:>5} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>8} {:>7} {:>7}",
         "dir",
         "streams",
         "sent",
@@ -46,12 +51,14 @@ pub fn render(r: &Report) -> String {
         "p99 ms",
         "max ms",
         "rule",
-        "MOS"
+        "MOS est.",
+        "PESQ NB",
+        "PESQ WB"
     );
-    let row = |s: &mut String, name: &str, t: &StreamSummary, mos: f64| {
+    let row = |s: &mut String, name: &str, t: &StreamSummary, mos: f64, p: Option<&PesqSummary>| {
         let _ = writeln!(
             s,
-            "{:<8} {:>7} {:>9} {:>9} {:>8.3} {:>5} {:>5} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>5} {:>4.2}",
+            "{:<8} {:>7} {:>9} {:>9} {:>8.3} {:>5} {:>5} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>5} {:>8.2} {:>7} {:>7}",
             name,
             t.streams,
             t.sent,
@@ -65,13 +72,62 @@ pub fn render(r: &Report) -> String {
             t.latency.p99_ms,
             t.latency.max_ms,
             t.violations.total(),
-            mos
+            mos,
+            fmt_score(p.and_then(|p| p.nb_mean)),
+            fmt_score(p.and_then(|p| p.wb_mean)),
         );
     };
     for d in &r.directions {
-        row(&mut s, &d.name, &d.summary, d.mos);
+        row(&mut s, &d.name, &d.summary, d.mos, Some(&d.pesq));
     }
-    row(&mut s, "total", &r.total, r.mos);
+    row(&mut s, "total", &r.total, r.mos, None);
+    let _ = writeln!(
+        s,
+        "(MOS est.: E-model estimate from loss, jitter and latency; PESQ: P.862.1 MOS-LQO NB and \
+         P.862.2 WB, mean of the sampled calls, scored after the run)"
+    );
+    if let Some(c) = &r.config {
+        let sl = &c.service_level;
+        for (d, floor) in r
+            .directions
+            .iter()
+            .zip([sl.min_pesq_a_to_b, sl.min_pesq_b_to_a])
+        {
+            if d.pesq.streams > 0 && floor > 0.0 {
+                let _ = writeln!(
+                    s,
+                    "quality floor {}: PESQ NB min {} >= {floor:.2}: {}",
+                    d.name,
+                    fmt_score(d.pesq.nb_min),
+                    if d.pesq.meets(floor) {
+                        "met"
+                    } else {
+                        "NOT met"
+                    }
+                );
+            }
+        }
+        if c.impairments.any() {
+            let i = &c.impairments;
+            let _ = writeln!(
+                s,
+                "impairments (seed {}): A tx {}, A rx {}, B tx {}, B rx {}; sent: {} dropped, {} delayed, {} duplicated of {}; received: {} dropped, {} delayed, {} duplicated of {}",
+                c.seed,
+                i.a_tx,
+                i.a_rx,
+                i.b_tx,
+                i.b_rx,
+                r.impaired_tx.dropped,
+                r.impaired_tx.delayed,
+                r.impaired_tx.duplicated,
+                r.impaired_tx.packets,
+                r.impaired_rx.dropped,
+                r.impaired_rx.delayed,
+                r.impaired_rx.duplicated,
+                r.impaired_rx.packets
+            );
+        }
+    }
     let v = &r.total.violations;
     if v.total() > 0 || r.total.silent_streams > 0 {
         let _ = writeln!(
@@ -89,13 +145,27 @@ pub fn render(r: &Report) -> String {
     if !r.quality.is_empty() {
         let _ = writeln!(
             s,
-            "\naudio quality (correlation with the sent speech after alignment):"
+            "\naudio quality of sampled calls (after alignment with the sent speech):"
         );
         for q in &r.quality {
+            let step = q.step.map(|st| format!(" step {st}")).unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  {:<16} {:<7} {:<5} {:>5} frames, {:>3} missing, corr {:.3}",
-                q.call_id, q.direction, q.codec, q.frames, q.missing_frames, q.correlation
+                "  {:<16} {:<7} {:<5} {:<17} {:<9} {:>5} frames, {:>3} missing, corr {:.3}, PESQ NB {} WB {}{}{step}",
+                q.call_id,
+                q.direction,
+                q.codec,
+                q.voice,
+                q.client,
+                q.frames,
+                q.missing_frames,
+                q.correlation,
+                fmt_score(q.pesq_nb),
+                fmt_score(q.pesq_wb),
+                q.pesq_error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -124,11 +194,13 @@ pub fn render(r: &Report) -> String {
         for st in &ramp.steps {
             let _ = writeln!(
                 s,
-                "  {:>5} calls  loss {:>7.3} %  p99 {:>7.2} ms  refused {:>3}  {}",
+                "  {:>5} calls  loss {:>7.3} %  p99 {:>7.2} ms  refused {:>3}  PESQ NB a->b {:>4} b->a {:>4}  {}",
                 st.calls,
                 st.loss_pct,
                 st.p99_ms,
                 st.refused,
+                fmt_score(st.pesq_a_to_b.nb_min),
+                fmt_score(st.pesq_b_to_a.nb_min),
                 if st.held { "held" } else { "BROKE" }
             );
         }

@@ -1,0 +1,74 @@
+//! The client-like load: the mix, voice rotation, and DTX leaving frames out without holes in the
+//! sequence numbers.
+
+use std::path::PathBuf;
+
+use bridgepool_loadgen::media::client::{ClientMix, ClientProfile, OpusTrack};
+use bridgepool_loadgen::media::{EncodedMedia, MediaCodec};
+
+fn voice(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/speech")
+        .join(name)
+}
+
+#[test]
+fn the_mix_is_exact_over_every_run_of_calls() {
+    let mix = ClientMix::default();
+    let webrtc = (0..100)
+        .filter(|&id| mix.profile_of(id) == ClientProfile::Webrtc)
+        .count();
+    assert_eq!(webrtc, 70);
+    let first_ten = (0..10)
+        .filter(|&id| mix.profile_of(id) == ClientProfile::Webrtc)
+        .count();
+    assert_eq!(first_ten, 7);
+}
+
+#[test]
+fn voices_rotate_and_legs_play_different_voices() {
+    let paths = [voice("en_male_48k.wav"), voice("es_female_48k.wav")];
+    let media = EncodedMedia::client_load(&paths, ClientMix::default()).unwrap();
+    let (a0, b0) = media.tracks_for_call(0);
+    let (a1, b1) = media.tracks_for_call(1);
+    assert_eq!((a0.voice, b0.voice, a1.voice, b1.voice), (1, 0, 0, 1));
+    assert_eq!(media.voice_names(), ["en_male_48k", "es_female_48k"]);
+    // Fullband clients: their packets are bigger than narrowband SILK's and all decode.
+    let (p, seq) = media.packet(b1, MediaCodec::Opus, 3).unwrap();
+    assert_eq!(seq, 3);
+    assert!(p.len() > 10);
+    assert!(media.describe().contains("70 % WebRTC"));
+}
+
+#[test]
+fn dtx_leaves_silence_out_and_numbers_only_what_is_sent() {
+    let t = OpusTrack::from_packets(
+        ClientProfile::Webrtc,
+        vec![vec![1], Vec::new(), Vec::new(), vec![4]],
+    );
+    assert_eq!(t.packet(0), Some((&[1u8][..], 0)));
+    assert_eq!(t.packet(1), None);
+    assert_eq!(t.packet(3), Some((&[4u8][..], 1)));
+    // The next pass goes on numbering.
+    assert_eq!(t.packet(4), Some((&[1u8][..], 2)));
+    assert_eq!(t.packet(7), Some((&[4u8][..], 3)));
+    // A real voice with pauses: DTX leaves frames out, without it none.
+    let mix = |dtx| ClientMix {
+        webrtc_share: 1.0,
+        dtx,
+    };
+    let on = EncodedMedia::client_load(&[voice("en_male_48k.wav")], mix(true)).unwrap();
+    let off = EncodedMedia::client_load(&[voice("en_male_48k.wav")], mix(false)).unwrap();
+    let track = on.tracks_for_call(0).1;
+    assert!(on.silent_frames(track) > 10, "{}", on.silent_frames(track));
+    assert_eq!(off.silent_frames(track), 0);
+}
+
+#[test]
+fn bad_voice_files_are_errors_not_panics() {
+    assert!(EncodedMedia::client_load(&[voice("missing.wav")], ClientMix::default()).is_err());
+    assert!(EncodedMedia::client_load(&[], ClientMix::default()).is_err());
+    // The legacy load takes 8 kHz speech only.
+    assert!(EncodedMedia::legacy(&voice("en_male_48k.wav")).is_err());
+    assert!(EncodedMedia::legacy(&voice("speech_8k.wav")).is_ok());
+}
