@@ -240,6 +240,10 @@ pub struct Common {
     /// this many of each step's new calls.
     #[arg(long, env = "BRIDGEPOOL_LOADGEN_QUALITY_CALLS", default_value_t = 2)]
     pub quality_calls: usize,
+    /// Write each scored stream's aligned reference and received audio as 8 kHz WAV files
+    /// (`<call>-<direction>-{ref,deg}.wav`) into this folder, for scoring with another tool.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_DUMP_AUDIO")]
+    pub dump_audio: Option<std::path::PathBuf>,
     /// PID of a process to sample CPU of (repeatable; the target's processes).
     #[arg(
         long = "measure-pid",
@@ -375,6 +379,7 @@ impl Command {
         };
         config.passthrough_share = share.unwrap_or(c.passthrough_share);
         config.quality_calls = c.quality_calls;
+        config.dump_audio = c.dump_audio.clone();
         config.measure_pids = c.measure_pids.clone();
         config.sample_interval = c.sample_interval;
         config.service_level = ServiceLevel {

@@ -101,6 +101,9 @@ pub struct LoadConfig {
     pub passthrough_share: f64,
     /// Calls whose audio is decoded and compared with the reference.
     pub quality_calls: usize,
+    /// Folder for the scored audio as WAV (reference and received, aligned, 8 kHz).
+    #[serde(default)]
+    pub dump_audio: Option<std::path::PathBuf>,
     /// Processes whose CPU is sampled (the target's).
     pub measure_pids: Vec<u32>,
     /// Timeline resolution.
@@ -124,6 +127,7 @@ impl LoadConfig {
             law: Law::Ulaw,
             passthrough_share: 0.0,
             quality_calls: 2,
+            dump_audio: None,
             measure_pids: Vec::new(),
             sample_interval: Duration::from_secs(1),
             service_level: ServiceLevel::default(),

@@ -202,12 +202,27 @@ pub fn assess(
 }
 
 /// Scores every job in parallel (rayon), in the jobs' order.
-pub fn score_all(media: &EncodedMedia, jobs: &[QualityJob]) -> Vec<QualityResult> {
-    jobs.par_iter().map(|j| assess_job(media, j)).collect()
+/// With `dump` set, each stream's aligned audio is also written there as WAV.
+pub fn score_all(
+    media: &EncodedMedia,
+    jobs: &[QualityJob],
+    dump: Option<&std::path::Path>,
+) -> Vec<QualityResult> {
+    jobs.par_iter()
+        .map(|j| assess_scored(media, j, dump))
+        .collect()
 }
 
 /// Scores one sampled stream.
 pub fn assess_job(media: &EncodedMedia, job: &QualityJob) -> QualityResult {
+    assess_scored(media, job, None)
+}
+
+fn assess_scored(
+    media: &EncodedMedia,
+    job: &QualityJob,
+    dump: Option<&std::path::Path>,
+) -> QualityResult {
     let decoded = decode_received(job.codec, &job.captured);
     let frames = (decoded.pcm_8k.len() / FRAME_SAMPLES_8K) as u64;
     // The reference is what was sent, not what came back: a transcoder that keeps its G.711
@@ -242,6 +257,18 @@ pub fn assess_job(media: &EncodedMedia, job: &QualityJob) -> QualityResult {
     let span = compared.min(media.voice_frames(job.voice));
     let ref_8k = media.reference_8k(job.voice, span);
     let deg_8k = pesq_score::aligned(&decoded.pcm_8k, similarity.lag, ref_8k.len());
+    if let Some(dir) = dump {
+        let stem = dir.join(format!("{}-{}", job.call_id, job.direction));
+        for (suffix, pcm) in [("ref", &ref_8k), ("deg", &deg_8k)] {
+            let path = stem.with_file_name(format!(
+                "{}-{suffix}.wav",
+                stem.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            if let Err(e) = write_wav_8k(&path, pcm) {
+                tracing::warn!(path = %path.display(), error = %e, "audio dump failed");
+            }
+        }
+    }
     let wide = decoded.pcm_16k.as_ref().map(|pcm_16k| {
         let r = media.reference_16k(job.voice, span);
         let d = pesq_score::aligned(pcm_16k, similarity.lag * 2, r.len());
@@ -302,4 +329,22 @@ impl PesqSummary {
     pub fn meets(&self, floor: f64) -> bool {
         self.streams == 0 || (self.unscored == 0 && self.nb_min.is_some_and(|m| m >= floor))
     }
+}
+
+/// Writes 8 kHz mono 16-bit PCM as a WAV file (creating its folder).
+fn write_wav_8k(path: &std::path::Path, pcm: &[i16]) -> Result<(), hound::Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec)?;
+    for &s in pcm {
+        writer.write_sample(s)?;
+    }
+    writer.finalize()
 }

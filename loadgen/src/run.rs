@@ -555,7 +555,7 @@ impl Run<'_> {
         let pacer = pacer.finish();
         let impaired_rx = receivers.finish();
         // After the load, on every core: PESQ costs far more than the run's own work.
-        let quality = quality::score_all(&media, &done.quality);
+        let quality = quality::score_all(&media, &done.quality, config.dump_audio.as_deref());
         let mut ramp = ramp;
         if let Some(r) = ramp.as_mut() {
             apply_quality_to_ramp(r, &quality, &config.service_level);

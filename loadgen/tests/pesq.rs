@@ -95,7 +95,7 @@ fn a_relayed_client_stream_is_scored_narrowband_and_wideband() {
             client,
             step: None,
         };
-        let q = quality::score_all(&media, &[job]).remove(0);
+        let q = quality::score_all(&media, &[job], None).remove(0);
         let (nb, wb) = (q.pesq_nb.unwrap(), q.pesq_wb.unwrap());
         // Opus at 24-32 kbit/s fullband, decoded at 48 kHz and taken down to 8 / 16 kHz.
         assert!(nb > 3.9, "{client:?}: {q:?}");
