@@ -16,13 +16,15 @@
 #
 # Environment: RTPE_START/RTPE_STEP and BP_START/BP_STEP (calls), STEP_SECONDS, BP_MAX, LOAD,
 # MIN_PESQ, QUALITY_CALLS, QUALITY_PER_STEP.
+# RTPENGINE_BIN picks another rtpengine binary (e.g. a newer one built locally) instead of Debian's.
 # Needs: apt-get install rtpengine-daemon. Writes OUT_DIR/{rtpengine,bridgepool}-{ramp,fixed}.*
 # and prints a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/compare}
 mkdir -p "$out"
-command -v rtpengine >/dev/null || { echo "rtpengine is not installed: apt-get install rtpengine-daemon" >&2; exit 1; }
+rtpe_bin=${RTPENGINE_BIN:-rtpengine}
+command -v "$rtpe_bin" >/dev/null || { echo "$rtpe_bin not found: apt-get install rtpengine-daemon, or set RTPENGINE_BIN" >&2; exit 1; }
 cargo build --release --locked -q -p bridgepool-worker -p bridgepool-scheduler -p bridgepool-loadgen
 bin=target/release
 tmp=$(mktemp -d)
@@ -47,7 +49,7 @@ fixed() { # name, extra args...
     --no-progress "$@" | grep -vE '^\s+lg-'
 }
 
-echo "== rtpengine $(rtpengine --version 2>&1 | head -1)"
+echo "== rtpengine $("$rtpe_bin" --version 2>&1 | head -1)"
 cat > "$tmp/rtpengine.conf" <<CONF
 [rtpengine]
 table = -1
@@ -62,7 +64,7 @@ timeout = 60
 delete-delay = 0
 pidfile = $tmp/rtpengine.pid
 CONF
-taskset -c 1 rtpengine --config-file="$tmp/rtpengine.conf" --num-threads=1 2>"$tmp/rtpengine.log" &
+taskset -c 1 "$rtpe_bin" --config-file="$tmp/rtpengine.conf" --num-threads=1 2>"$tmp/rtpengine.log" &
 rtpe=$!; pids+=("$rtpe")
 sleep 1
 rtpe_args=(--target rtpengine --rtpengine-ng 127.0.0.1:22299 --measure-pid "$rtpe")

@@ -22,11 +22,11 @@
 //!
 //! Pieces: [`media`] (pre-encoded payloads), [`pacer`] (the sender thread), [`receiver`] and
 //! [`stats`] (measurement), [`quality`] and [`mos`], [`cpu`], [`run`] (modes and the timeline),
-//! [`report`] (table, JSON, HTML), [`targets`], [`pool`] (the demo's embedded pool), [`bencode`], [`ng`] and [`sdp`], [`cli`].
+//! [`report`] (table, JSON, HTML), [`targets`], [`pool`] (the demo's embedded pool), [`sdp`], [`cli`]; the ng protocol is the
+//! workspace's one codec, `bridgepool-ng`, shared with the scheduler's ng server.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod bencode;
 pub mod cli;
 pub mod config;
 pub mod cpu;
@@ -34,7 +34,6 @@ pub mod impair;
 pub mod media;
 pub mod modes;
 pub mod mos;
-pub mod ng;
 pub mod pacer;
 pub mod pesq_score;
 pub mod pool;

@@ -12,9 +12,10 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 
 use super::{Allocation, BoxFuture, CallHandle, CallRequest, LegMedia, Target, TargetError};
-use crate::bencode::Value;
+use bridgepool_ng::Dict;
+use bridgepool_ng::client::{self as ng, ReplyError};
+
 use crate::media::{MediaCodec, PTIME_MS, TELEPHONE_EVENT_8K_PT};
-use crate::ng::{self, NgError};
 use crate::sdp::{SdpAudio, SdpCodec};
 
 /// The Opus format the loadgen asks rtpengine to transcode to, as Kamailio would write it.
@@ -42,7 +43,7 @@ impl RtpengineTarget {
         self.request(&ng::ping()).await.map(drop)
     }
 
-    async fn request(&self, body: &Value) -> Result<Value, TargetError> {
+    async fn request(&self, body: &Dict) -> Result<Dict, TargetError> {
         let any: std::net::SocketAddr = if self.ng.is_ipv6() {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         } else {
@@ -65,8 +66,8 @@ impl RtpengineTarget {
                 let Ok(len) = received else { continue };
                 match ng::parse_reply(&buf[..len], &cookie) {
                     // A late reply to an earlier request: keep waiting for ours.
-                    Err(NgError::CookieMismatch { .. }) => continue,
-                    Err(NgError::Refused { reason }) => {
+                    Err(ReplyError::CookieMismatch { .. }) => continue,
+                    Err(ReplyError::Refused { reason }) => {
                         return Err(TargetError::Refused { reason });
                     }
                     Err(e) => return Err(TargetError::Protocol(e.to_string())),
@@ -194,7 +195,7 @@ impl Target for RtpengineTarget {
     }
 }
 
-fn parse_sdp(reply: &Value) -> Result<SdpAudio, TargetError> {
+fn parse_sdp(reply: &Dict) -> Result<SdpAudio, TargetError> {
     let sdp = ng::reply_sdp(reply).map_err(|e| TargetError::Protocol(e.to_string()))?;
     SdpAudio::parse(sdp).map_err(|e| TargetError::Protocol(format!("{e} in {sdp:?}")))
 }
