@@ -82,6 +82,19 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
     }
     header(
         &mut out,
+        "bridgepool_worker_jobs",
+        "gauge",
+        "Live one-way jobs per media core (their cost is in the core's headroom).",
+    );
+    for c in &cores {
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_jobs{{core=\"{}\"}} {}",
+            c.core, c.jobs
+        );
+    }
+    header(
+        &mut out,
         "bridgepool_worker_sessions_created_total",
         "counter",
         "Sessions admitted.",

@@ -71,17 +71,6 @@ pub async fn serve(
         timeouts,
         Drain::new(config.drain_deadline),
     ));
-    {
-        let capacity: u64 = state.engine.cores().iter().map(|c| c.capacity).sum();
-        let jobs = crate::job::Jobs::start(
-            config.engine.media_ip,
-            config.engine.advertise_ip.unwrap_or(config.engine.media_ip),
-            config.session_timeout,
-            // A one-way job is about half a session's codec work.
-            usize::try_from(capacity.saturating_mul(2)).unwrap_or(usize::MAX),
-        )?;
-        let _ = state.jobs.set(jobs);
-    }
     // Background tasks end with `serve`: an embedded worker (the demo's) must not go on
     // heartbeating as a ghost after it stopped.
     let mut background = Vec::new();

@@ -17,12 +17,16 @@ use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::command::{
-    Command, EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot,
+    Command, EngineEvent, EngineEventKind, JobInfo, JobName, SessionChange, SessionId,
+    SessionSnapshot,
 };
 use super::latch::Latch;
-use super::load::{CoreFigures, DirectionCosts, LoadMeter, MISS_TOLERANCE, Overload, WindowTally};
+use super::load::{
+    CoreFigures, DirectionCosts, JobKind, LoadMeter, MISS_TOLERANCE, Overload, WindowTally, ppm,
+};
 use super::metrics::CoreCounters;
 use super::ports::{PortLease, PortPair};
+use crate::session::oneway::OneWay;
 use crate::session::{Channel, DropReason, Leg, MAX_DATAGRAM, Session, SessionEvent};
 
 /// The token of the command waker.
@@ -57,6 +61,66 @@ struct Entry {
     timer: Option<Instant>,
     /// First and last RTP accepted per leg in the current load window: how long it talked.
     talk: [Option<(Instant, Instant)>; 2],
+}
+
+/// Tokens and timer keys with this bit name a job slot; without it, a session slot (shifted by
+/// two for leg and channel). Below the waker's `usize::MAX`.
+const JOB: usize = 1 << (usize::BITS - 2);
+
+/// A one-way job on this core: its socket, guarded latching and pipeline.
+struct JobEntry {
+    name: JobName,
+    socket: UdpSocket,
+    /// Not read: held so the pair's RTCP port stays ours (nothing arrives there from the relay).
+    _rtcp: std::net::UdpSocket,
+    /// Dropped after the sockets (field order), returning the ports.
+    _lease: PortLease,
+    local: SocketAddr,
+    destination: SocketAddr,
+    /// The first source; the relay sends from its destination port.
+    latched: Option<SocketAddr>,
+    /// Datagrams from other sources, dropped.
+    foreign: u64,
+    job: Box<OneWay>,
+    kind: JobKind,
+    timer: Option<Instant>,
+    /// First and last RTP accepted in the current load window.
+    talk: Option<(Instant, Instant)>,
+}
+
+impl JobEntry {
+    fn info(&self) -> JobInfo {
+        let mut stats = self.job.stats();
+        stats.errors += self.foreign;
+        JobInfo {
+            name: self.name.clone(),
+            local: self.local,
+            stats,
+        }
+    }
+
+    /// Latching, guarded: the first source only, never a switch (no RTP-bleed hijack).
+    fn accept(&mut self, from: SocketAddr) -> bool {
+        match self.latched {
+            None => {
+                self.latched = Some(from);
+                true
+            }
+            Some(l) if l == from => true,
+            Some(_) => {
+                self.foreign += 1;
+                false
+            }
+        }
+    }
+
+    /// The input leg in the per-leg counters: G.711 input counts as leg A, Opus as leg B.
+    fn input_leg(&self) -> usize {
+        match self.kind {
+            JobKind::ToG711 => 1,
+            JobKind::ToOpus | JobKind::Recode => 0,
+        }
+    }
 }
 
 /// Per-thread configuration.
@@ -97,6 +161,13 @@ pub(super) struct Shard {
     udp: UdpSocketState,
     send_buf: Box<[u8; MAX_DATAGRAM]>,
     live: usize,
+    jobs: Vec<Option<JobEntry>>,
+    free_jobs: Vec<usize>,
+    live_jobs: usize,
+    /// Calibrated costs, for reservations.
+    costs: DirectionCosts,
+    /// Calibrated cost reserved by live sessions and jobs, ppm.
+    reserved: u64,
     core: usize,
     reporting: Reporting,
 }
@@ -133,6 +204,11 @@ impl Shard {
             udp,
             send_buf: Box::new([0; MAX_DATAGRAM]),
             live: 0,
+            jobs: Vec::new(),
+            free_jobs: Vec::new(),
+            live_jobs: 0,
+            costs,
+            reserved: 0,
             core,
             reporting: Reporting {
                 packets_in: 0,
@@ -174,7 +250,11 @@ impl Shard {
                     continue;
                 }
                 worked = true;
-                self.on_readable(event.token(), &mut bufs);
+                if event.token().0 & JOB != 0 {
+                    self.on_job_readable(event.token().0 & !JOB, &mut bufs);
+                } else {
+                    self.on_readable(event.token(), &mut bufs);
+                }
             }
             // Set-up work is timed apart: a burst of creates is not what talking calls cost.
             let commands = Instant::now();
@@ -220,6 +300,19 @@ impl Shard {
                 }
             }
             tally.talking += usize::from(talked);
+        }
+        for entry in self.jobs.iter_mut().flatten() {
+            if let Some((first, last)) = entry.talk.take() {
+                let secs = (last.saturating_duration_since(first) + PACKET_TALK)
+                    .min(super::load::WINDOW)
+                    .as_secs_f64();
+                match entry.kind {
+                    JobKind::ToOpus => tally.talk_a += secs,
+                    JobKind::ToG711 => tally.talk_b += secs,
+                    JobKind::Recode => tally.talk_recode += secs,
+                }
+                tally.talking += 1;
+            }
         }
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let packets_in = load(&self.counters.packets_in[0]) + load(&self.counters.packets_in[1]);
@@ -457,11 +550,31 @@ impl Shard {
     fn run_timers(&mut self) -> bool {
         let now = Instant::now();
         let mut ran = false;
-        while let Some(Reverse((deadline, slot))) = self.timers.peek().copied() {
+        while let Some(Reverse((deadline, key))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
             }
             self.timers.pop();
+            if key & JOB != 0 {
+                let slot = key & !JOB;
+                let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+                    continue;
+                };
+                if entry.timer != Some(deadline) {
+                    continue; // stale
+                }
+                ran = true;
+                entry.timer = None;
+                if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
+                    self.meter.miss(&self.figures);
+                }
+                let started = Instant::now();
+                entry.job.handle_timeout(now);
+                self.counters.observe_processing(started.elapsed());
+                self.flush_job(slot);
+                continue;
+            }
+            let slot = key;
             let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
@@ -550,7 +663,190 @@ impl Shard {
                     .map(|e| Box::new(e.session.config().clone()));
                 let _ = reply.send(config);
             }
+            Command::CreateJob {
+                name,
+                job,
+                ports,
+                local,
+                destination,
+                kind,
+                reply,
+            } => {
+                let _ = reply.send(self.create_job(name, job, ports, local, destination, kind));
+            }
+            Command::DeleteJobs { which, reply } => {
+                let mut deleted = Vec::new();
+                for slot in 0..self.jobs.len() {
+                    if let Some(entry) = self.jobs[slot].as_ref()
+                        && which.matches(&entry.name)
+                    {
+                        deleted.push(entry.info());
+                        self.remove_job(slot);
+                    }
+                }
+                let _ = reply.send(deleted);
+            }
+            Command::QueryJobs { which, reply } => {
+                let found = self
+                    .jobs
+                    .iter()
+                    .flatten()
+                    .filter(|e| which.matches(&e.name))
+                    .map(JobEntry::info)
+                    .collect();
+                let _ = reply.send(found);
+            }
             Command::Shutdown => {}
+        }
+    }
+
+    fn create_job(
+        &mut self,
+        name: JobName,
+        mut job: Box<OneWay>,
+        ports: PortPair,
+        local: SocketAddr,
+        destination: SocketAddr,
+        kind: JobKind,
+    ) -> Result<(), String> {
+        let PortPair { rtp, rtcp, lease } = ports;
+        rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut socket = UdpSocket::from_std(rtp);
+        let slot = self.free_jobs.pop().unwrap_or_else(|| {
+            self.jobs.push(None);
+            self.jobs.len() - 1
+        });
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut socket, Token(JOB | slot), Interest::READABLE)
+        {
+            self.free_jobs.push(slot);
+            return Err(e.to_string());
+        }
+        job.arm(Instant::now());
+        self.jobs[slot] = Some(JobEntry {
+            name,
+            socket,
+            _rtcp: rtcp,
+            _lease: lease,
+            local,
+            destination,
+            latched: None,
+            foreign: 0,
+            job,
+            kind,
+            timer: None,
+            talk: None,
+        });
+        self.live_jobs += 1;
+        self.reserve(ppm(self.costs.job(kind)) as i64);
+        self.figures
+            .jobs
+            .store(self.live_jobs as u64, Ordering::Relaxed);
+        self.reschedule_job(slot);
+        Ok(())
+    }
+
+    fn remove_job(&mut self, slot: usize) {
+        if let Some(mut entry) = self.jobs[slot].take() {
+            let _ = self.poll.registry().deregister(&mut entry.socket);
+            self.free_jobs.push(slot);
+            self.live_jobs -= 1;
+            self.reserve(-(ppm(self.costs.job(entry.kind)) as i64));
+            self.figures
+                .jobs
+                .store(self.live_jobs as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds (or gives back, negative) a reservation and publishes the total.
+    fn reserve(&mut self, delta: i64) {
+        self.reserved = self.reserved.saturating_add_signed(delta);
+        self.figures
+            .reserved_ppm
+            .store(self.reserved, Ordering::Relaxed);
+    }
+
+    fn on_job_readable(&mut self, slot: usize, bufs: &mut RecvBufs) {
+        loop {
+            let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let mut metas = [RecvMeta::default(); BATCH];
+            let n = {
+                let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(&mut b[..]));
+                match self
+                    .udp
+                    .recv(UdpSockRef::from(&entry.socket), &mut iovs, &mut metas)
+                {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "recv error on a job socket");
+                        break;
+                    }
+                }
+            };
+            let now = Instant::now();
+            let leg = entry.input_leg();
+            for (meta, buf) in metas.iter().zip(bufs.iter()).take(n) {
+                let datagram = &buf[..meta.len.min(buf.len())];
+                self.counters.packets_in[leg].fetch_add(1, Ordering::Relaxed);
+                if !entry.accept(meta.addr) {
+                    self.counters.dropped(DropReason::ForeignSource);
+                    continue;
+                }
+                if !bridgepool_codecs::rtp::is_rtcp(datagram) {
+                    entry.talk = Some((entry.talk.map_or(now, |(first, _)| first), now));
+                }
+                let started = Instant::now();
+                entry.job.handle_datagram(now, datagram);
+                self.counters.observe_processing(started.elapsed());
+            }
+            self.flush_job(slot);
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+
+    /// Sends what the job queued to the relay, removes it once it ended, else re-arms its timer.
+    fn flush_job(&mut self, slot: usize) {
+        let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let leg = entry.input_leg() ^ 1;
+        while let Some(n) = entry.job.poll_transmit(&mut self.send_buf[..]) {
+            match entry.socket.send_to(&self.send_buf[..n], entry.destination) {
+                Ok(_) => {
+                    self.counters.packets_out[leg].fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, dest = %entry.destination, "job send failed");
+                }
+            }
+        }
+        if entry.job.ended() {
+            tracing::info!(call_id = %entry.name.0, from_tag = %entry.name.1, "one-way job ended: no input");
+            self.remove_job(slot);
+            return;
+        }
+        self.reschedule_job(slot);
+    }
+
+    fn reschedule_job(&mut self, slot: usize) {
+        let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let next = entry.job.poll_timeout();
+        if next != entry.timer {
+            entry.timer = next;
+            if let Some(t) = next {
+                self.timers.push(Reverse((t, JOB | slot)));
+            }
         }
     }
 
@@ -612,6 +908,7 @@ impl Shard {
         });
         self.by_id.insert(id, slot);
         self.live += 1;
+        self.reserve(ppm(self.costs.session()) as i64);
         self.figures
             .sessions
             .store(self.live as u64, Ordering::Relaxed);
@@ -664,6 +961,7 @@ impl Shard {
             self.by_id.remove(&entry.id);
             self.free.push(slot);
             self.live -= 1;
+            self.reserve(-(ppm(self.costs.session()) as i64));
             self.figures
                 .sessions
                 .store(self.live as u64, Ordering::Relaxed);
@@ -678,6 +976,9 @@ impl Shard {
                 self.transmit(slot);
                 self.remove(slot);
             }
+        }
+        for slot in 0..self.jobs.len() {
+            self.remove_job(slot);
         }
     }
 }
