@@ -1,7 +1,8 @@
 //! One-way jobs (rtpengine `transform`) on the media shards, on the real worker binary over real
 //! gRPC and UDP: jobs reserve the calibrated cost of the one direction they run and fill a core's
 //! headroom; jobs and sessions share one core's capacity; a job carries media on its shard and
-//! latches its first source. Capacity is made exact with `--session-cost` and `--live-cost false`
+//! latches its first source; a draining worker refuses new jobs and exits only once its jobs
+//! ended. Capacity is made exact with `--session-cost` and `--live-cost false`
 //! (0.8 / 0.2 = 4 sessions on the one core; a G.711 -> Opus job costs half a session, a
 //! PCMU <-> PCMA job a tenth), so assertions are on counts, never on timings.
 
@@ -41,6 +42,10 @@ fn free_port() -> u16 {
 
 /// One worker on one media core with a fixed capacity of 4 two-way sessions.
 fn start_worker(rtp_base: u16) -> WorkerProcess {
+    start_worker_with(rtp_base, &[])
+}
+
+fn start_worker_with(rtp_base: u16, extra: &[&str]) -> WorkerProcess {
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_bridgepool-worker"))
@@ -51,6 +56,7 @@ fn start_worker(rtp_base: u16) -> WorkerProcess {
         .args(["--rtp-port-max", &(rtp_base + 199).to_string()])
         .args(["--cores", "0", "--worker-id", "w-jobs", "--log", "warn"])
         .args(["--session-cost", "0.2", "--live-cost", "false"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -283,4 +289,45 @@ async fn jobs_fill_headroom_and_share_a_core_with_sessions() {
         .into_inner()
         .jobs;
     assert_eq!(all.len(), 5 + 5 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_refuses_new_jobs_and_waits_for_its_jobs() {
+    let mut w = start_worker_with(46_400, &["--drain-deadline", "60s"]);
+    let mut c = client(&w).await;
+    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dest = relay.local_addr().unwrap();
+    c.create_job(job("live", dest, false)).await.unwrap();
+    c.drain(v1::DrainRequest {
+        deadline_seconds: 0,
+    })
+    .await
+    .unwrap();
+    let refused = c.create_job(job("new", dest, false)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused}");
+    // The job keeps the worker up: it still answers about it after the drain began.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        assert!(
+            w.child.try_wait().unwrap().is_none(),
+            "exited with a job live"
+        );
+        let live = c.get_job(job_ref("live")).await.unwrap().into_inner().jobs;
+        assert_eq!(live.len(), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its end (the relay's delete) lets the drain finish: the process exits with 0.
+    c.delete_job(job_ref("live")).await.unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "worker did not exit once its last job ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
 }

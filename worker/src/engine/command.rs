@@ -77,6 +77,32 @@ pub struct SessionSnapshot {
     pub ended: Option<EndReason>,
 }
 
+/// Whom a command concerns, so a panic while handling it removes that one only.
+#[derive(Debug)]
+pub(super) enum Subject {
+    /// A session.
+    Session(SessionId),
+    /// A one-way job.
+    Job(JobName),
+    /// Nobody in particular (selectors, shutdown).
+    None,
+}
+
+impl Command {
+    /// Whom this command concerns.
+    pub(super) fn subject(&self) -> Subject {
+        match self {
+            Self::Create { id, .. }
+            | Self::Update { id, .. }
+            | Self::Delete { id, .. }
+            | Self::Query { id, .. }
+            | Self::Config { id, .. } => Subject::Session(*id),
+            Self::CreateJob { name, .. } => Subject::Job(name.clone()),
+            Self::DeleteJobs { .. } | Self::QueryJobs { .. } | Self::Shutdown => Subject::None,
+        }
+    }
+}
+
 /// A request to a media thread.
 #[derive(Debug)]
 pub(super) enum Command {
@@ -182,4 +208,6 @@ pub enum EngineEventKind {
     SsrcChanged,
     /// A peer sent RTCP BYE.
     RemoteBye,
+    /// Handling it panicked: it was removed (ports freed) and its figures are lost.
+    Failed,
 }

@@ -173,6 +173,13 @@ impl Engine {
             None => calibrate::direction_costs(),
         };
         let (events_tx, events_rx) = unbounded_channel();
+        shard::install_panic_hook();
+        // Test-only: never in release builds, and only when set at start (see ShardConfig).
+        let panic_hook =
+            cfg!(debug_assertions) && std::env::var_os("BRIDGEPOOL_TEST_PANIC_HOOK").is_some();
+        if panic_hook {
+            tracing::warn!("BRIDGEPOOL_TEST_PANIC_HOOK is set: datagrams can panic sessions");
+        }
         let mut shards = Vec::with_capacity(cores.len());
         for &core in &cores {
             let poll = Poll::new()?;
@@ -206,6 +213,7 @@ impl Engine {
                     target_busy: config.target_busy,
                     busy_poll: config.busy_poll,
                     live_cost: config.live_cost,
+                    panic_hook,
                 },
             )?;
             let pin = config.pin;

@@ -2,6 +2,8 @@
 //! life and shares nothing on the packet path. An epoll loop (mio) wakes on readable sockets,
 //! commands and timers; each readable socket is drained in batches with recvmmsg (quinn-udp).
 
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, IoSliceMut};
@@ -18,7 +20,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::command::{
     Command, EngineEvent, EngineEventKind, JobInfo, JobName, SessionChange, SessionId,
-    SessionSnapshot,
+    SessionSnapshot, Subject,
 };
 use super::latch::Latch;
 use super::load::{
@@ -123,6 +125,53 @@ impl JobEntry {
     }
 }
 
+/// A session or job slot whose handling panicked.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Session(usize),
+    Job(usize),
+}
+
+thread_local! {
+    /// Set while a media thread runs session or job code under [`guarded`]: the panic hook then
+    /// keeps the panic's location for the shard's rate-limited ERROR line instead of printing.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+    /// Where the last caught panic happened.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs per-session (or per-job) work so that a panic in it unwinds to here, not through the
+/// media thread. `AssertUnwindSafe`: on a panic the shard removes the session concerned, the
+/// only state the panic can have left half-updated.
+fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
+    CATCHING.with(|c| c.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(false));
+    result
+}
+
+/// Installs (once per process) a panic hook that, for panics [`guarded`] catches on a media
+/// thread, records the location for the shard's log line instead of printing a report per panic
+/// (one a packet would flood stderr); every other panic goes to the previous hook.
+pub(super) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(Cell::get) {
+                let location = info.location().map(ToString::to_string);
+                LAST_PANIC.with(|l| *l.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Payload prefix of a datagram that panics its session or job when the test hook is on (see
+/// [`ShardConfig::panic_hook`]).
+pub(super) const TEST_PANIC_PAYLOAD: &[u8] = b"BRIDGEPOOL-TEST-PANIC";
+
 /// Per-thread configuration.
 pub(super) struct ShardConfig {
     pub(super) latch_window: Duration,
@@ -131,6 +180,10 @@ pub(super) struct ShardConfig {
     pub(super) busy_poll: bool,
     /// Learn the cost live (off: the calibration is the cost).
     pub(super) live_cost: bool,
+    /// Test hook: a datagram whose RTP payload starts with [`TEST_PANIC_PAYLOAD`] panics its
+    /// session or job. Only in debug builds, and only when `BRIDGEPOOL_TEST_PANIC_HOOK` was set
+    /// at start, so network input alone can never trigger it.
+    pub(super) panic_hook: bool,
 }
 
 /// Figures the shard keeps between windows to turn its counters into per-window deltas, and its
@@ -144,6 +197,9 @@ struct Reporting {
     overload_logged: Option<Instant>,
     /// A WARN said the core is overloaded and no INFO has said it recovered.
     warned: bool,
+    panic_logged: Option<Instant>,
+    /// Panics since the last ERROR line about one.
+    unlogged_panics: u64,
 }
 
 pub(super) struct Shard {
@@ -217,6 +273,8 @@ impl Shard {
                 drops_logged: None,
                 overload_logged: None,
                 warned: false,
+                panic_logged: None,
+                unlogged_panics: 0,
             },
         })
     }
@@ -250,10 +308,19 @@ impl Shard {
                     continue;
                 }
                 worked = true;
-                if event.token().0 & JOB != 0 {
-                    self.on_job_readable(event.token().0 & !JOB, &mut bufs);
+                let token = event.token().0;
+                let target = if token & JOB != 0 {
+                    Target::Job(token & !JOB)
                 } else {
-                    self.on_readable(event.token(), &mut bufs);
+                    Target::Session(token >> 2)
+                };
+                // A panic in one session's datagram costs that session only.
+                let handled = guarded(|| match target {
+                    Target::Job(slot) => self.on_job_readable(slot, &mut bufs),
+                    Target::Session(_) => self.on_readable(event.token(), &mut bufs),
+                });
+                if let Err(panic) = handled {
+                    self.fail(target, "datagram", &*panic);
                 }
             }
             // Set-up work is timed apart: a burst of creates is not what talking calls cost.
@@ -459,6 +526,9 @@ impl Shard {
             let talk = &mut entry.talk[leg_index(leg)];
             *talk = Some((talk.map_or(now, |(first, _)| first), now));
         }
+        if cfg!(debug_assertions) && self.config.panic_hook {
+            test_panic(datagram);
+        }
         let before = entry.session.drops(leg);
         let started = Instant::now();
         entry.session.handle_datagram(now, leg, channel, datagram);
@@ -568,10 +638,9 @@ impl Shard {
                 if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
                     self.meter.miss(&self.figures);
                 }
-                let started = Instant::now();
-                entry.job.handle_timeout(now);
-                self.counters.observe_processing(started.elapsed());
-                self.flush_job(slot);
+                if let Err(panic) = guarded(|| self.job_timer(slot, now)) {
+                    self.fail(Target::Job(slot), "timer", &*panic);
+                }
                 continue;
             }
             let slot = key;
@@ -586,13 +655,102 @@ impl Shard {
             if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
                 self.meter.miss(&self.figures);
             }
-            let started = Instant::now();
-            entry.session.handle_timeout(now);
-            self.counters.observe_processing(started.elapsed());
-            self.flush(slot);
-            self.reschedule(slot);
+            if let Err(panic) = guarded(|| self.session_timer(slot, now)) {
+                self.fail(Target::Session(slot), "timer", &*panic);
+            }
         }
         ran
+    }
+
+    fn session_timer(&mut self, slot: usize, now: Instant) {
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let started = Instant::now();
+        entry.session.handle_timeout(now);
+        self.counters.observe_processing(started.elapsed());
+        self.flush(slot);
+        self.reschedule(slot);
+    }
+
+    fn job_timer(&mut self, slot: usize, now: Instant) {
+        let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let started = Instant::now();
+        entry.job.handle_timeout(now);
+        self.counters.observe_processing(started.elapsed());
+        self.flush_job(slot);
+    }
+
+    /// Removes a session or job whose handling panicked (its ports freed), tells the control
+    /// plane, counts and logs it. The shard's own tables are consistent: panics come from
+    /// session and job code, which runs between, never inside, the shard's own updates.
+    fn fail(&mut self, target: Target, what: &'static str, panic: &(dyn Any + Send)) {
+        self.counters.session_panics.fetch_add(1, Ordering::Relaxed);
+        match target {
+            Target::Session(slot) => {
+                let Some(id) = self
+                    .entries
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map(|e| e.id)
+                else {
+                    return self.log_panic("-", what, panic);
+                };
+                self.log_panic(&format!("{id:x}"), what, panic);
+                // Dropping a broken session may panic too; its sockets and leases drop anyway.
+                let _ = guarded(|| self.remove(slot));
+                let _ = self.events.send(EngineEvent {
+                    id,
+                    kind: EngineEventKind::Failed,
+                });
+            }
+            Target::Job(slot) => {
+                let Some(name) = self
+                    .jobs
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map(|j| format!("job {} {}", j.name.0, j.name.1))
+                else {
+                    return self.log_panic("-", what, panic);
+                };
+                self.log_panic(&name, what, panic);
+                let _ = guarded(|| self.remove_job(slot));
+            }
+        }
+    }
+
+    /// One ERROR line per panic, at most one per [`LOG_EVERY`] per core; the rest are counted
+    /// into the next line.
+    fn log_panic(&mut self, who: &str, what: &'static str, panic: &(dyn Any + Send)) {
+        let now = Instant::now();
+        let r = &mut self.reporting;
+        if r.panic_logged
+            .is_some_and(|t| now.duration_since(t) < LOG_EVERY)
+        {
+            r.unlogged_panics += 1;
+            return;
+        }
+        r.panic_logged = Some(now);
+        let suppressed = std::mem::take(&mut r.unlogged_panics);
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = LAST_PANIC
+            .with(|l| l.borrow_mut().take())
+            .unwrap_or_default();
+        tracing::error!(
+            core = self.core,
+            session = who,
+            during = what,
+            panic = message,
+            %location,
+            suppressed_since_last = suppressed,
+            "panic handling a session: it was removed, the core's other sessions carry on"
+        );
     }
 
     /// Handles the queued commands: whether there were any, or `None` on Shutdown.
@@ -602,7 +760,29 @@ impl Shard {
             match self.commands.try_recv() {
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return None,
                 Ok(cmd) => {
-                    self.on_command(cmd);
+                    let subject = cmd.subject();
+                    if let Err(panic) = guarded(|| self.on_command(cmd)) {
+                        // The reply sender went with the unwind: the control plane sees the
+                        // request fail, and the session (or job) is removed.
+                        let target = match subject {
+                            Subject::Session(id) => {
+                                self.by_id.get(&id).map(|s| Target::Session(*s))
+                            }
+                            Subject::Job(name) => self
+                                .jobs
+                                .iter()
+                                .position(|j| j.as_ref().is_some_and(|j| j.name == name))
+                                .map(Target::Job),
+                            Subject::None => None,
+                        };
+                        match target {
+                            Some(target) => self.fail(target, "command", &*panic),
+                            None => {
+                                self.counters.session_panics.fetch_add(1, Ordering::Relaxed);
+                                self.log_panic("-", "command", &*panic);
+                            }
+                        }
+                    }
                     handled = true;
                 }
                 Err(TryRecvError::Empty) => return Some(handled),
@@ -801,6 +981,9 @@ impl Shard {
                 if !bridgepool_codecs::rtp::is_rtcp(datagram) {
                     entry.talk = Some((entry.talk.map_or(now, |(first, _)| first), now));
                 }
+                if cfg!(debug_assertions) && self.config.panic_hook {
+                    test_panic(datagram);
+                }
                 let started = Instant::now();
                 entry.job.handle_datagram(now, datagram);
                 self.counters.observe_processing(started.elapsed());
@@ -980,6 +1163,16 @@ impl Shard {
         for slot in 0..self.jobs.len() {
             self.remove_job(slot);
         }
+    }
+}
+
+/// The test hook: panics on an RTP datagram whose payload starts with [`TEST_PANIC_PAYLOAD`].
+fn test_panic(datagram: &[u8]) {
+    if datagram
+        .get(12..)
+        .is_some_and(|p| p.starts_with(TEST_PANIC_PAYLOAD))
+    {
+        panic!("test panic injected through BRIDGEPOOL_TEST_PANIC_HOOK");
     }
 }
 
