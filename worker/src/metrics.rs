@@ -82,6 +82,19 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
     }
     header(
         &mut out,
+        "bridgepool_worker_jobs",
+        "gauge",
+        "Live one-way jobs per media core (their cost is in the core's headroom).",
+    );
+    for c in &cores {
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_jobs{{core=\"{}\"}} {}",
+            c.core, c.jobs
+        );
+    }
+    header(
+        &mut out,
         "bridgepool_worker_sessions_created_total",
         "counter",
         "Sessions admitted.",
@@ -166,6 +179,15 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
             reason.as_str()
         );
     }
+    header(
+        &mut out,
+        "bridgepool_worker_session_panics_total",
+        "counter",
+        "Sessions and one-way jobs removed because handling them panicked (the rest of their core \
+         carried on).",
+    );
+    let panics: u64 = counters.iter().map(|c| load(&c.session_panics)).sum();
+    let _ = writeln!(out, "bridgepool_worker_session_panics_total {panics}");
     let name = "bridgepool_worker_frame_codec_seconds";
     header(
         &mut out,

@@ -44,8 +44,8 @@ pub enum ServeError {
 /// How long open gRPC connections may linger once drained.
 const GRPC_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves until `shutdown` resolves (or a Drain call), then drains: new sessions are refused,
-/// live ones run to their end or the drain deadline. Returns when the last session is gone.
+/// Serves until `shutdown` resolves (or a Drain call), then drains: new sessions and jobs are
+/// refused, live ones run to their end or the drain deadline. Returns when the last is gone.
 pub async fn serve(
     config: WorkerConfig,
     grpc: TcpListener,
@@ -71,17 +71,6 @@ pub async fn serve(
         timeouts,
         Drain::new(config.drain_deadline),
     ));
-    {
-        let capacity: u64 = state.engine.cores().iter().map(|c| c.capacity).sum();
-        let jobs = crate::job::Jobs::start(
-            config.engine.media_ip,
-            config.engine.advertise_ip.unwrap_or(config.engine.media_ip),
-            config.session_timeout,
-            // A one-way job is about half a session's codec work.
-            usize::try_from(capacity.saturating_mul(2)).unwrap_or(usize::MAX),
-        )?;
-        let _ = state.jobs.set(jobs);
-    }
     // Background tasks end with `serve`: an embedded worker (the demo's) must not go on
     // heartbeating as a ghost after it stopped.
     let mut background = Vec::new();
@@ -170,18 +159,25 @@ fn server_tls(
     Ok(config)
 }
 
-/// Waits for live sessions to end; at the deadline ends the rest.
+/// Waits for live sessions and one-way jobs to end; at the deadline ends the rest.
 async fn wait_drained(state: &WorkerState) {
     loop {
         let live = state.engine.sessions();
-        if live.is_empty() {
+        let jobs = state.engine.job_count();
+        if live.is_empty() && jobs == 0 {
             return;
         }
         if state.drain.deadline().is_some_and(|d| Instant::now() >= d) {
             tracing::warn!(
                 sessions = live.len(),
-                "drain deadline: ending the remaining sessions"
+                jobs,
+                "drain deadline: ending the remaining sessions and jobs"
             );
+            // Jobs have no Watch events: as with a lost worker, their direction of the call stops.
+            state
+                .engine
+                .delete_jobs(crate::engine::JobSelector::All)
+                .await;
             for id in live {
                 if let Some(snapshot) = state.engine.delete(id).await {
                     let call_id = state.forget(id);
@@ -253,6 +249,22 @@ async fn pump_events(state: Arc<WorkerState>, mut events: UnboundedReceiver<Engi
                     leg_b: Some(stats.1),
                     worker_id: state.worker_id.clone(),
                 });
+                state.forget(event.id);
+                continue;
+            }
+            EngineEventKind::Failed => {
+                let call_id = state.call_id(event.id);
+                let detail = "internal error handling the session: it was removed, ports freed";
+                let _ = state.events.send(v1::SessionEvent {
+                    session_id,
+                    call_id,
+                    kind: v1::EventKind::SessionFailed as i32,
+                    detail: detail.to_owned(),
+                    leg_a: None,
+                    leg_b: None,
+                    worker_id: state.worker_id.clone(),
+                });
+                // After the event, like a session that ended by itself (see above).
                 state.forget(event.id);
                 continue;
             }

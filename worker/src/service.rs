@@ -41,8 +41,8 @@ pub struct WorkerState {
     calls: Mutex<HashMap<SessionId, String>>,
     /// Session events for WatchEvents subscribers.
     pub events: broadcast::Sender<v1::SessionEvent>,
-    /// One-way jobs (rtpengine `transform`), started by `server::serve`.
-    pub jobs: std::sync::OnceLock<crate::job::Jobs>,
+    /// One-way jobs (rtpengine `transform`): they run on the engine's media cores.
+    pub jobs: crate::job::Jobs,
     /// Turns true once drained: WatchEvents streams end then, or the gRPC server's graceful
     /// shutdown would wait on them (a scheduler keeps one open) and the process never exit.
     stopped: watch::Sender<bool>,
@@ -67,7 +67,8 @@ impl WorkerState {
             timeouts,
             calls: Mutex::new(HashMap::new()),
             events,
-            jobs: std::sync::OnceLock::new(),
+            // A job without input ends after the session timeout.
+            jobs: crate::job::Jobs::new(timeouts.media),
             stopped: watch::channel(false).0,
         }
     }
@@ -432,24 +433,21 @@ impl Worker for WorkerService {
         if self.state.drain.is_draining() {
             return Err(Status::unavailable("draining: place the job elsewhere"));
         }
-        let jobs = self
-            .state
-            .jobs
-            .get()
-            .ok_or_else(|| Status::unavailable("no job thread"))?;
-        Ok(Response::new(jobs.create(request.into_inner()).await?))
+        let state = &self.state;
+        Ok(Response::new(
+            state
+                .jobs
+                .create(&state.engine, request.into_inner())
+                .await?,
+        ))
     }
 
     async fn delete_job(
         &self,
         request: Request<v1::JobRef>,
     ) -> Result<Response<v1::DeleteJobResponse>, Status> {
-        let jobs = self
-            .state
-            .jobs
-            .get()
-            .ok_or_else(|| Status::unavailable("no job thread"))?;
-        let deleted = jobs.delete(request.get_ref()).await?;
+        let state = &self.state;
+        let deleted = state.jobs.delete(&state.engine, request.get_ref()).await;
         Ok(Response::new(v1::DeleteJobResponse { deleted }))
     }
 
@@ -457,12 +455,8 @@ impl Worker for WorkerService {
         &self,
         request: Request<v1::JobRef>,
     ) -> Result<Response<v1::GetJobResponse>, Status> {
-        let jobs = self
-            .state
-            .jobs
-            .get()
-            .ok_or_else(|| Status::unavailable("no job thread"))?;
-        let found = jobs.get(Some(request.get_ref())).await?;
+        let state = &self.state;
+        let found = state.jobs.get(&state.engine, Some(request.get_ref())).await;
         Ok(Response::new(v1::GetJobResponse { jobs: found }))
     }
 
@@ -470,13 +464,9 @@ impl Worker for WorkerService {
         &self,
         _request: Request<v1::ListJobsRequest>,
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
-        let jobs = self
-            .state
-            .jobs
-            .get()
-            .ok_or_else(|| Status::unavailable("no job thread"))?;
+        let state = &self.state;
         Ok(Response::new(v1::ListJobsResponse {
-            jobs: jobs.get(None).await?,
+            jobs: state.jobs.get(&state.engine, None).await,
         }))
     }
 }

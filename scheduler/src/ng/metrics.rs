@@ -30,6 +30,7 @@ pub struct NgMetrics {
     latency: [AtomicU64; 10],
     latency_sum_us: AtomicU64,
     jobs: [[AtomicU64; 3]; 3],
+    panics: AtomicU64,
 }
 
 fn codec_index(c: JobCodec) -> usize {
@@ -68,6 +69,11 @@ impl NgMetrics {
         }
     }
 
+    /// A request whose handling panicked (answered `error`; the server went on).
+    pub fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A job created for a pair.
     pub fn job(&self, input: JobCodec, output: JobCodec) {
         self.jobs[codec_index(input)][codec_index(output)].fetch_add(1, Ordering::Relaxed);
@@ -76,6 +82,12 @@ impl NgMetrics {
     /// Appends the text exposition.
     pub fn render(&self, out: &mut String) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let name = "bridgepool_scheduler_ng_panics_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} ng requests whose handling panicked (answered error; the server went on).\n# TYPE {name} counter\n{name} {}",
+            load(&self.panics)
+        );
         let name = "bridgepool_scheduler_ng_requests_total";
         let _ = writeln!(
             out,

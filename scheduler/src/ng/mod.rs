@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pairs;
 pub mod pool;
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,12 +46,45 @@ pub struct NgServer {
     cache: Mutex<CookieCache<SocketAddr>>,
     /// Its counters.
     pub counters: NgCounters,
+    /// Test hook: a request with command [`TEST_PANIC_COMMAND`] panics. Debug builds only, and
+    /// only with `BRIDGEPOOL_TEST_PANIC_HOOK` set when the server was built.
+    panic_hook: bool,
+    /// When a panic was last logged (ERROR lines are rate-limited).
+    panic_logged: Mutex<Option<Instant>>,
 }
+
+thread_local! {
+    /// Set while a request is handled under `catch_unwind`: the panic hook leaves the report to
+    /// [`NgServer::panicked`]'s rate-limited ERROR line.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays quiet for panics the ng server catches and passes
+/// every other panic to the previous hook.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CATCHING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// The command that panics when the test hook is on.
+pub const TEST_PANIC_COMMAND: &str = "bridgepool-test-panic";
+/// Reply reason of a request whose handling panicked.
+pub const INTERNAL_ERROR: &str = "Internal error";
+/// At most one ERROR line about a panicking request in this long.
+const PANIC_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl NgServer {
     /// A server over the scheduler's state; `instance` is this pool's id (a `transform` carrying
     /// it is a loop).
     pub fn new(state: Arc<SchedulerState>, instance: String) -> Self {
+        install_panic_hook();
         Self {
             pool: JobPool::new(state),
             instance,
@@ -59,7 +93,31 @@ impl NgServer {
                 Instant::now(),
             )),
             counters: NgCounters::default(),
+            panic_hook: cfg!(debug_assertions)
+                && std::env::var_os("BRIDGEPOOL_TEST_PANIC_HOOK").is_some(),
+            panic_logged: Mutex::new(None),
         }
+    }
+
+    /// Counts a panic and logs it at ERROR, at most once per [`PANIC_LOG_EVERY`].
+    fn panicked(&self, what: &str, panic: &(dyn std::any::Any + Send)) {
+        self.pool.state().ng.panicked();
+        let now = Instant::now();
+        let mut last = self.panic_logged.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now.duration_since(t) < PANIC_LOG_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        tracing::error!(
+            during = what,
+            panic = message,
+            "panic handling an ng request: answered error, the server goes on"
+        );
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, CookieCache<SocketAddr>> {
@@ -85,7 +143,15 @@ pub async fn run(socket: UdpSocket, server: Arc<NgServer>) {
             }
         };
         let datagram = &buf[..len];
-        let message = match Message::parse(datagram) {
+        // A panic decoding one request costs that request only (answered as malformed).
+        CATCHING.with(|c| c.set(true));
+        let parsed = std::panic::catch_unwind(|| Message::parse(datagram));
+        CATCHING.with(|c| c.set(false));
+        let parsed = parsed.unwrap_or_else(|p| {
+            server.panicked("decode", &*p);
+            Err(bridgepool_ng::DecodeError::NotADict)
+        });
+        let message = match parsed {
             Ok(m) => m,
             Err(e) => {
                 server.counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -127,11 +193,35 @@ async fn handle(server: &NgServer, socket: &UdpSocket, message: Message, from: S
     let command = message.body.str("command").unwrap_or_default().to_owned();
     let span = tracing::info_span!("ng", %command, call_id = message.body.str("call-id").unwrap_or_default());
     let started = Instant::now();
-    let body = tracing::Instrument::instrument(
-        commands::dispatch(&server.pool, &server.instance, &message.body),
+    let hook = server.panic_hook && command == TEST_PANIC_COMMAND;
+    let mut work = Box::pin(tracing::Instrument::instrument(
+        async {
+            if hook {
+                panic!("test panic injected through BRIDGEPOOL_TEST_PANIC_HOOK");
+            }
+            commands::dispatch(&server.pool, &server.instance, &message.body).await
+        },
         span,
-    )
+    ));
+    // Each poll under catch_unwind: a panic in one request's handling answers it `error` (and
+    // completes its cookie, so resends get that answer) instead of leaving it in flight forever.
+    let handled = std::future::poll_fn(|cx| {
+        CATCHING.with(|c| c.set(true));
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(cx)));
+        CATCHING.with(|c| c.set(false));
+        match polled {
+            Ok(std::task::Poll::Ready(body)) => std::task::Poll::Ready(Ok(body)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    })
     .await;
+    drop(work);
+    let body = handled.unwrap_or_else(|panic| {
+        server.panicked(&command, &*panic);
+        reply::error(INTERNAL_ERROR)
+    });
     let failed = body.str("result") == Some("error");
     server.pool.state().ng.reply(
         metrics::NgMetrics::command_index(&command),

@@ -4,8 +4,45 @@ use std::net::SocketAddr;
 
 use tokio::sync::oneshot;
 
+use super::load::JobKind;
 use super::ports::PortPair;
+use crate::session::oneway::{OneWay, OneWayStats};
 use crate::session::{EndReason, LegMode, LegStats, SessionConfig};
+
+/// A one-way job's name: the relay's (call-id, from-tag).
+pub type JobName = (String, String);
+
+/// A live job's figures for the control plane.
+#[derive(Clone, Debug)]
+pub struct JobInfo {
+    /// Its name.
+    pub name: JobName,
+    /// Where it listens (advertised address).
+    pub local: SocketAddr,
+    /// Its counters (foreign sources included in `errors`).
+    pub stats: OneWayStats,
+}
+
+/// Which jobs a command names.
+#[derive(Clone, Debug)]
+pub enum JobSelector {
+    /// One job.
+    One(JobName),
+    /// Every job of a call (any from-tag).
+    Call(String),
+    /// Every job.
+    All,
+}
+
+impl JobSelector {
+    pub(super) fn matches(&self, name: &JobName) -> bool {
+        match self {
+            Self::One(n) => n == name,
+            Self::Call(c) => &name.0 == c,
+            Self::All => true,
+        }
+    }
+}
 
 /// A worker-local session id.
 pub type SessionId = u64;
@@ -38,6 +75,32 @@ pub struct SessionSnapshot {
     pub mos_b: f64,
     /// Set once the session ended.
     pub ended: Option<EndReason>,
+}
+
+/// Whom a command concerns, so a panic while handling it removes that one only.
+#[derive(Debug)]
+pub(super) enum Subject {
+    /// A session.
+    Session(SessionId),
+    /// A one-way job.
+    Job(JobName),
+    /// Nobody in particular (selectors, shutdown).
+    None,
+}
+
+impl Command {
+    /// Whom this command concerns.
+    pub(super) fn subject(&self) -> Subject {
+        match self {
+            Self::Create { id, .. }
+            | Self::Update { id, .. }
+            | Self::Delete { id, .. }
+            | Self::Query { id, .. }
+            | Self::Config { id, .. } => Subject::Session(*id),
+            Self::CreateJob { name, .. } => Subject::Job(name.clone()),
+            Self::DeleteJobs { .. } | Self::QueryJobs { .. } | Self::Shutdown => Subject::None,
+        }
+    }
 }
 
 /// A request to a media thread.
@@ -92,6 +155,37 @@ pub(super) enum Command {
         /// The configuration, if the session lives here.
         reply: oneshot::Sender<Option<Box<SessionConfig>>>,
     },
+    /// Take a new one-way job with its bound socket.
+    CreateJob {
+        /// Its name.
+        name: JobName,
+        /// The armed pipeline.
+        job: Box<OneWay>,
+        /// Its ports (the RTP one receives the relay's stream).
+        ports: PortPair,
+        /// Advertised address.
+        local: SocketAddr,
+        /// Where the output goes (the relay).
+        destination: SocketAddr,
+        /// The direction it runs, for its cost.
+        kind: JobKind,
+        /// Whether it worked.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// End the named jobs here and return their final figures.
+    DeleteJobs {
+        /// Which.
+        which: JobSelector,
+        /// Their final figures.
+        reply: oneshot::Sender<Vec<JobInfo>>,
+    },
+    /// Read the named jobs' figures.
+    QueryJobs {
+        /// Which.
+        which: JobSelector,
+        /// Their figures.
+        reply: oneshot::Sender<Vec<JobInfo>>,
+    },
     /// Stop the thread (after ending every session).
     Shutdown,
 }
@@ -114,4 +208,6 @@ pub enum EngineEventKind {
     SsrcChanged,
     /// A peer sent RTCP BYE.
     RemoteBye,
+    /// Handling it panicked: it was removed (ports freed) and its figures are lost.
+    Failed,
 }

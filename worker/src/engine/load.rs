@@ -60,18 +60,60 @@ impl DirectionCosts {
     pub fn session(&self) -> f64 {
         self.a_to_b + self.b_to_a
     }
+
+    /// The calibrated cost of a one-way job running `kind`.
+    pub fn job(&self, kind: JobKind) -> f64 {
+        match kind {
+            JobKind::ToOpus => self.a_to_b,
+            JobKind::ToG711 => self.b_to_a,
+            JobKind::Recode => self.session() * RECODE_SHARE,
+        }
+    }
+}
+
+/// Share of a two-way session's cost a PCMU <-> PCMA job reserves: a table lookup per sample
+/// and the same two syscalls per packet as a direction. An estimate, not calibrated; the live
+/// scale corrects it with everything else.
+pub const RECODE_SHARE: f64 = 0.1;
+
+/// Which one-way direction a job runs, for its cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// G.711 in, Opus out: a session's `a_to_b`.
+    ToOpus,
+    /// Opus in, G.711 out: a session's `b_to_a`.
+    ToG711,
+    /// PCMU <-> PCMA.
+    Recode,
+}
+
+/// A core share as integer parts per million (reservations are summed as integers so a
+/// release gives back exactly what was taken).
+pub(super) fn ppm(share: f64) -> u64 {
+    (share.max(0.0) * 1e6).round() as u64
 }
 
 /// Figures one media thread publishes for the control plane and metrics. Written by the media
-/// thread only (except `sessions`, which the control plane bumps for creates in flight), read by
-/// anyone; each thread has its own.
+/// thread only (except `pending_ppm`, which the control plane bumps for creates in flight), read
+/// by anyone; each thread has its own.
 #[derive(Debug, Default)]
 pub struct CoreFigures {
     /// Admitted sessions, ringing or talking (the media thread's count).
     pub sessions: AtomicU64,
-    /// Creates admitted by the control plane that the media thread has not answered yet: a
-    /// burst of Allocates reserves its headroom before the thread gets to them.
-    pub pending: AtomicU64,
+    /// Admitted one-way jobs (the media thread's count).
+    pub jobs: AtomicU64,
+    /// Calibrated cost reserved by the admitted sessions and jobs, ppm of a core (unscaled: the
+    /// live scale applies to the budget instead).
+    pub reserved_ppm: AtomicU64,
+    /// Calibrated cost of creates admitted by the control plane that the media thread has not
+    /// answered yet, ppm: a burst of Allocates reserves its headroom before the thread gets to
+    /// them.
+    pub pending_ppm: AtomicU64,
+    /// What the core may reserve in calibrated cost, ppm: the admission target over the live
+    /// scale.
+    pub budget_ppm: AtomicU64,
+    /// Calibrated cost of one two-way session, ppm.
+    pub session_base_ppm: AtomicU64,
     /// Busy share over the last window, in parts per million (media and set-up work).
     pub busy_ppm: AtomicU64,
     /// Media busy share over the last window (set-up excluded), ppm.
@@ -97,15 +139,21 @@ pub struct CoreFigures {
 }
 
 impl CoreFigures {
-    /// Sessions it can still admit: capacity minus admitted sessions, 0 while overloaded.
+    /// Sessions it can still admit: the budget left after the sessions' and jobs' reservations,
+    /// in two-way sessions; 0 while overloaded.
     pub fn headroom(&self) -> u64 {
+        self.free_ppm() / self.session_base_ppm.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Calibrated cost it can still reserve, ppm; 0 while overloaded.
+    pub fn free_ppm(&self) -> u64 {
         if self.is_overloaded() {
             return 0;
         }
-        let capacity = self.capacity.load(Ordering::Relaxed);
-        capacity
-            .saturating_sub(self.sessions.load(Ordering::Relaxed))
-            .saturating_sub(self.pending.load(Ordering::Relaxed))
+        self.budget_ppm
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.reserved_ppm.load(Ordering::Relaxed))
+            .saturating_sub(self.pending_ppm.load(Ordering::Relaxed))
     }
 
     /// Whether the core is overloaded.
@@ -127,6 +175,8 @@ pub(super) struct WindowTally {
     pub(super) talk_a: f64,
     /// Seconds of media received on leg B (Opus in).
     pub(super) talk_b: f64,
+    /// Seconds of media received by PCMU <-> PCMA jobs.
+    pub(super) talk_recode: f64,
     /// Sessions that carried media in the window.
     pub(super) talking: usize,
     /// Datagrams received in the window.
@@ -234,7 +284,9 @@ impl LoadMeter {
         let busy = ((self.media_busy + self.setup_busy).as_secs_f64() / elapsed).min(1.0);
         let media = (self.media_busy.as_secs_f64() / elapsed).min(1.0);
         // What the calibration says the media that flowed should have cost, per second of window.
-        let base = (tally.talk_a * self.calibrated.a_to_b + tally.talk_b * self.calibrated.b_to_a)
+        let base = (tally.talk_a * self.calibrated.a_to_b
+            + tally.talk_b * self.calibrated.b_to_a
+            + tally.talk_recode * self.calibrated.job(JobKind::Recode))
             / elapsed;
         let predicted = base * self.scale;
         if self.live && base >= MIN_SAMPLE_SHARE {
@@ -242,10 +294,12 @@ impl LoadMeter {
             self.scale = self.scale * (1.0 - SCALE_GAIN) + sample * SCALE_GAIN;
         }
         let cost = self.calibrated.session() * self.scale;
-        let ppm = |x: f64| (x * 1e6) as u64;
         figures
             .capacity
             .store((self.target_busy / cost).floor() as u64, Ordering::Relaxed);
+        figures
+            .budget_ppm
+            .store(ppm(self.target_busy / self.scale), Ordering::Relaxed);
         figures.session_cost_ppm.store(ppm(cost), Ordering::Relaxed);
         figures.busy_ppm.store(ppm(busy), Ordering::Relaxed);
         figures.media_busy_ppm.store(ppm(media), Ordering::Relaxed);
@@ -313,8 +367,17 @@ mod tests {
             talk_b: n as f64,
             talking: n,
             packets_in: 100 * n as u64,
-            late: 0,
+            ..WindowTally::default()
         }
+    }
+
+    /// What the shard publishes with `n` sessions admitted.
+    fn admit(f: &CoreFigures, n: u64) {
+        f.sessions.store(n, Ordering::Relaxed);
+        f.session_base_ppm
+            .store(ppm(COSTS.session()), Ordering::Relaxed);
+        f.reserved_ppm
+            .store(n * ppm(COSTS.session()), Ordering::Relaxed);
     }
 
     fn capacity(f: &CoreFigures) -> u64 {
@@ -353,12 +416,32 @@ mod tests {
             80,
             "idle sessions teach the model nothing"
         );
-        figures.sessions.store(60, Ordering::Relaxed);
+        admit(&figures, 60);
         assert_eq!(
             figures.headroom(),
             20,
             "each ringing session reserves a talking one"
         );
+    }
+
+    #[test]
+    fn jobs_reserve_the_one_direction_they_run() {
+        let t0 = Instant::now();
+        let figures = CoreFigures::default();
+        let mut meter = LoadMeter::new(t0, COSTS, TARGET_BUSY, false);
+        meter.close(t0 + WINDOW, WindowTally::default(), &figures);
+        figures
+            .session_base_ppm
+            .store(ppm(COSTS.session()), Ordering::Relaxed);
+        assert_eq!(figures.free_ppm(), 800_000);
+        assert_eq!(ppm(COSTS.job(JobKind::ToOpus)), 6_000);
+        assert_eq!(ppm(COSTS.job(JobKind::ToG711)), 4_000);
+        assert_eq!(ppm(COSTS.job(JobKind::Recode)), 1_000);
+        // 50 sessions (500 000) and 40 G.711 -> Opus jobs (240 000) leave 60 000: 6 sessions.
+        figures
+            .reserved_ppm
+            .store(50 * 10_000 + 40 * 6_000, Ordering::Relaxed);
+        assert_eq!(figures.headroom(), 6);
     }
 
     #[test]
@@ -413,7 +496,7 @@ mod tests {
                 talk_b: talk,
                 talking: live,
                 packets_in: 100,
-                late: 0,
+                ..WindowTally::default()
             };
             meter.close(t0 + WINDOW * w, tally, &figures);
             if w > 8 {
@@ -441,7 +524,7 @@ mod tests {
         let t0 = Instant::now();
         let figures = CoreFigures::default();
         let mut meter = LoadMeter::new(t0, COSTS, TARGET_BUSY, false);
-        figures.sessions.store(10, Ordering::Relaxed);
+        admit(&figures, 10);
         meter.media(Duration::from_millis(500));
         assert_eq!(meter.close(t0 + WINDOW, talking(10), &figures), None);
         assert_eq!(figures.headroom(), 70, "0.8 / 1 % = 80, 10 admitted");
@@ -495,7 +578,7 @@ mod tests {
         let t0 = Instant::now();
         let figures = CoreFigures::default();
         let mut meter = LoadMeter::new(t0, COSTS, TARGET_BUSY, false);
-        figures.sessions.store(10, Ordering::Relaxed);
+        admit(&figures, 10);
         // A throttled or stolen core: late timers every second at 10 % busy.
         for window in 1..PERSISTENT_MISS_WINDOWS {
             meter.miss(&figures);

@@ -22,6 +22,8 @@ pub struct CoreCounters {
     pub drops: [AtomicU64; DropReason::ALL.len()],
     /// Failed sends.
     pub send_errors: AtomicU64,
+    /// Sessions and jobs removed because handling them panicked.
+    pub session_panics: AtomicU64,
     /// Processing time per datagram or timer (decode, resample, encode, packetize), cumulative
     /// bucket counts like Prometheus (`le` = [`PROCESSING_BUCKETS`], then +Inf).
     pub processing_buckets: [AtomicU64; PROCESSING_BUCKETS.len() + 1],

@@ -21,12 +21,16 @@ use mio::{Poll, Waker};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::sync::oneshot;
 
-pub use command::{EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot};
+pub use command::{
+    EngineEvent, EngineEventKind, JobInfo, JobName, JobSelector, SessionChange, SessionId,
+    SessionSnapshot,
+};
 pub use latch::Latch;
-pub use load::{CoreFigures, DirectionCosts, MISS_TOLERANCE, TARGET_BUSY};
+pub use load::{CoreFigures, DirectionCosts, JobKind, MISS_TOLERANCE, RECODE_SHARE, TARGET_BUSY};
 pub use metrics::{CoreCounters, PROCESSING_BUCKETS};
 pub use ports::{PortError, PortPool};
 
+use crate::session::oneway::OneWay;
 use crate::session::{NTP_UNIX_OFFSET, SessionConfig};
 use command::Command;
 use shard::{Shard, ShardConfig, WAKER};
@@ -69,11 +73,13 @@ pub struct EngineConfig {
 pub enum CreateError {
     /// Every media core is at its measured capacity.
     #[error(
-        "no media core has headroom: {sessions} sessions on {cores} cores at measured capacity {capacity}"
+        "no media core has headroom: {sessions} sessions and {jobs} one-way jobs on {cores} cores at measured capacity {capacity}"
     )]
     NoHeadroom {
         /// Live sessions.
         sessions: u64,
+        /// Live one-way jobs.
+        jobs: u64,
         /// Media cores.
         cores: usize,
         /// Measured capacity of the worker.
@@ -119,6 +125,8 @@ pub struct CoreReport {
     pub core: usize,
     /// Live sessions.
     pub sessions: u64,
+    /// Live one-way jobs.
+    pub jobs: u64,
     /// Busy share over the last second.
     pub busy: f64,
     /// Measured capacity.
@@ -165,6 +173,13 @@ impl Engine {
             None => calibrate::direction_costs(),
         };
         let (events_tx, events_rx) = unbounded_channel();
+        shard::install_panic_hook();
+        // Test-only: never in release builds, and only when set at start (see ShardConfig).
+        let panic_hook =
+            cfg!(debug_assertions) && std::env::var_os("BRIDGEPOOL_TEST_PANIC_HOOK").is_some();
+        if panic_hook {
+            tracing::warn!("BRIDGEPOOL_TEST_PANIC_HOOK is set: datagrams can panic sessions");
+        }
         let mut shards = Vec::with_capacity(cores.len());
         for &core in &cores {
             let poll = Poll::new()?;
@@ -178,6 +193,12 @@ impl Engine {
             figures
                 .session_cost_ppm
                 .store((calibrated.session() * 1e6) as u64, Ordering::Relaxed);
+            figures
+                .session_base_ppm
+                .store(load::ppm(calibrated.session().max(2e-5)), Ordering::Relaxed);
+            figures
+                .budget_ppm
+                .store(load::ppm(config.target_busy), Ordering::Relaxed);
             let counters = Arc::new(CoreCounters::default());
             let shard = Shard::new(
                 poll,
@@ -192,6 +213,7 @@ impl Engine {
                     target_busy: config.target_busy,
                     busy_poll: config.busy_poll,
                     live_cost: config.live_cost,
+                    panic_hook,
                 },
             )?;
             let pin = config.pin;
@@ -237,6 +259,7 @@ impl Engine {
             .map(|s| CoreReport {
                 core: s.core,
                 sessions: s.figures.sessions.load(Ordering::Relaxed),
+                jobs: s.figures.jobs.load(Ordering::Relaxed),
                 busy: s.figures.busy(),
                 capacity: s.figures.capacity.load(Ordering::Relaxed),
                 headroom: s.figures.headroom(),
@@ -280,32 +303,11 @@ impl Engine {
         config
             .validate()
             .map_err(|e| CreateError::Invalid(e.to_string()))?;
-        let index = {
-            let _admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
-            let best = self
-                .shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i, s.figures.headroom()))
-                .max_by_key(|(_, h)| *h);
-            let Some((index, _)) = best.filter(|(_, h)| *h > 0) else {
-                let cores = self.cores();
-                return Err(CreateError::NoHeadroom {
-                    sessions: cores.iter().map(|c| c.sessions).sum(),
-                    cores: cores.len(),
-                    capacity: cores.iter().map(|c| c.capacity).sum(),
-                });
-            };
-            // Reserved until the media thread answers (it then counts the session itself).
-            self.shards[index]
-                .figures
-                .pending
-                .fetch_add(1, Ordering::Relaxed);
-            index
-        };
+        let cost = load::ppm(self.calibrated.session().max(2e-5));
+        let index = self.admit(cost)?;
         let shard = &self.shards[index];
         // Released on every way out, a cancelled request (a client that hung up) included.
-        let reservation = Reservation(&shard.figures.pending);
+        let reservation = Reservation(&shard.figures.pending_ppm, cost);
         let (ports_a, ports_b) = match (self.ports.allocate(), self.ports.allocate()) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => return Err(e.into()),
@@ -345,6 +347,112 @@ impl Engine {
             Ok(Err(e)) => Err(CreateError::Invalid(e)),
             Err(_) => Err(CreateError::Stopped),
         }
+    }
+
+    /// Picks the media core with the most free budget that fits `cost` (calibrated ppm) and
+    /// reserves it there until the media thread answers (it then counts the reservation itself).
+    fn admit(&self, cost: u64) -> Result<usize, CreateError> {
+        let _admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        let best = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.figures.free_ppm()))
+            .max_by_key(|(_, free)| *free);
+        let Some((index, _)) = best.filter(|(_, free)| *free >= cost) else {
+            let cores = self.cores();
+            return Err(CreateError::NoHeadroom {
+                sessions: cores.iter().map(|c| c.sessions).sum(),
+                jobs: cores.iter().map(|c| c.jobs).sum(),
+                cores: cores.len(),
+                capacity: cores.iter().map(|c| c.capacity).sum(),
+            });
+        };
+        self.shards[index]
+            .figures
+            .pending_ppm
+            .fetch_add(cost, Ordering::Relaxed);
+        Ok(index)
+    }
+
+    /// Admits a one-way job on the media core with the most headroom, reserving the calibrated
+    /// cost of the direction it runs, or refuses. Returns its advertised address and its core.
+    pub async fn create_job(
+        &self,
+        name: JobName,
+        job: Box<OneWay>,
+        destination: SocketAddr,
+        kind: JobKind,
+    ) -> Result<(SocketAddr, usize), CreateError> {
+        let cost = load::ppm(self.calibrated.job(kind)).max(1);
+        let index = self.admit(cost)?;
+        let shard = &self.shards[index];
+        let reservation = Reservation(&shard.figures.pending_ppm, cost);
+        let ports = self.ports.allocate()?;
+        let local = SocketAddr::new(self.advertise_ip, ports.lease.port);
+        let (reply, wait) = oneshot::channel();
+        let sent = shard.commands.send(Command::CreateJob {
+            name,
+            job,
+            ports,
+            local,
+            destination,
+            kind,
+            reply,
+        });
+        if sent.is_err() {
+            return Err(CreateError::Stopped);
+        }
+        let _ = shard.waker.wake();
+        let answer = wait.await;
+        drop(reservation);
+        match answer {
+            Ok(Ok(())) => Ok((local, shard.core)),
+            Ok(Err(e)) => Err(CreateError::Invalid(e)),
+            Err(_) => Err(CreateError::Stopped),
+        }
+    }
+
+    /// Ends the named jobs on every core; their final figures.
+    pub async fn delete_jobs(&self, which: JobSelector) -> Vec<JobInfo> {
+        self.ask_jobs(|which, reply| Command::DeleteJobs { which, reply }, which)
+            .await
+    }
+
+    /// The named jobs' figures, on every core.
+    pub async fn query_jobs(&self, which: JobSelector) -> Vec<JobInfo> {
+        self.ask_jobs(|which, reply| Command::QueryJobs { which, reply }, which)
+            .await
+    }
+
+    /// Live one-way jobs.
+    pub fn job_count(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.figures.jobs.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    async fn ask_jobs(
+        &self,
+        command: impl Fn(JobSelector, oneshot::Sender<Vec<JobInfo>>) -> Command,
+        which: JobSelector,
+    ) -> Vec<JobInfo> {
+        // A job's name is the relay's, and `Call` names several: every core is asked (control
+        // plane only, a few cores).
+        let mut waits = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            let (reply, wait) = oneshot::channel();
+            if shard.commands.send(command(which.clone(), reply)).is_ok() {
+                let _ = shard.waker.wake();
+                waits.push(wait);
+            }
+        }
+        let mut found = Vec::new();
+        for wait in waits {
+            found.extend(wait.await.unwrap_or_default());
+        }
+        found
     }
 
     /// Applies a change; `None` if the session is unknown.
@@ -521,12 +629,12 @@ fn cgroup_cpu_quota() -> Option<f64> {
     (period > 0.0).then_some(quota / period)
 }
 
-/// Headroom a create in flight holds on a core until the media thread answers.
-struct Reservation<'a>(&'a AtomicU64);
+/// Headroom (calibrated ppm) a create in flight holds on a core until the media thread answers.
+struct Reservation<'a>(&'a AtomicU64, u64);
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 

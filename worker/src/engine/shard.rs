@@ -2,6 +2,8 @@
 //! life and shares nothing on the packet path. An epoll loop (mio) wakes on readable sockets,
 //! commands and timers; each readable socket is drained in batches with recvmmsg (quinn-udp).
 
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, IoSliceMut};
@@ -17,12 +19,16 @@ use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::command::{
-    Command, EngineEvent, EngineEventKind, SessionChange, SessionId, SessionSnapshot,
+    Command, EngineEvent, EngineEventKind, JobInfo, JobName, SessionChange, SessionId,
+    SessionSnapshot, Subject,
 };
 use super::latch::Latch;
-use super::load::{CoreFigures, DirectionCosts, LoadMeter, MISS_TOLERANCE, Overload, WindowTally};
+use super::load::{
+    CoreFigures, DirectionCosts, JobKind, LoadMeter, MISS_TOLERANCE, Overload, WindowTally, ppm,
+};
 use super::metrics::CoreCounters;
 use super::ports::{PortLease, PortPair};
+use crate::session::oneway::OneWay;
 use crate::session::{Channel, DropReason, Leg, MAX_DATAGRAM, Session, SessionEvent};
 
 /// The token of the command waker.
@@ -59,6 +65,113 @@ struct Entry {
     talk: [Option<(Instant, Instant)>; 2],
 }
 
+/// Tokens and timer keys with this bit name a job slot; without it, a session slot (shifted by
+/// two for leg and channel). Below the waker's `usize::MAX`.
+const JOB: usize = 1 << (usize::BITS - 2);
+
+/// A one-way job on this core: its socket, guarded latching and pipeline.
+struct JobEntry {
+    name: JobName,
+    socket: UdpSocket,
+    /// Not read: held so the pair's RTCP port stays ours (nothing arrives there from the relay).
+    _rtcp: std::net::UdpSocket,
+    /// Dropped after the sockets (field order), returning the ports.
+    _lease: PortLease,
+    local: SocketAddr,
+    destination: SocketAddr,
+    /// The first source; the relay sends from its destination port.
+    latched: Option<SocketAddr>,
+    /// Datagrams from other sources, dropped.
+    foreign: u64,
+    job: Box<OneWay>,
+    kind: JobKind,
+    timer: Option<Instant>,
+    /// First and last RTP accepted in the current load window.
+    talk: Option<(Instant, Instant)>,
+}
+
+impl JobEntry {
+    fn info(&self) -> JobInfo {
+        let mut stats = self.job.stats();
+        stats.errors += self.foreign;
+        JobInfo {
+            name: self.name.clone(),
+            local: self.local,
+            stats,
+        }
+    }
+
+    /// Latching, guarded: the first source only, never a switch (no RTP-bleed hijack).
+    fn accept(&mut self, from: SocketAddr) -> bool {
+        match self.latched {
+            None => {
+                self.latched = Some(from);
+                true
+            }
+            Some(l) if l == from => true,
+            Some(_) => {
+                self.foreign += 1;
+                false
+            }
+        }
+    }
+
+    /// The input leg in the per-leg counters: G.711 input counts as leg A, Opus as leg B.
+    fn input_leg(&self) -> usize {
+        match self.kind {
+            JobKind::ToG711 => 1,
+            JobKind::ToOpus | JobKind::Recode => 0,
+        }
+    }
+}
+
+/// A session or job slot whose handling panicked.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Session(usize),
+    Job(usize),
+}
+
+thread_local! {
+    /// Set while a media thread runs session or job code under [`guarded`]: the panic hook then
+    /// keeps the panic's location for the shard's rate-limited ERROR line instead of printing.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+    /// Where the last caught panic happened.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs per-session (or per-job) work so that a panic in it unwinds to here, not through the
+/// media thread. `AssertUnwindSafe`: on a panic the shard removes the session concerned, the
+/// only state the panic can have left half-updated.
+fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
+    CATCHING.with(|c| c.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(false));
+    result
+}
+
+/// Installs (once per process) a panic hook that, for panics [`guarded`] catches on a media
+/// thread, records the location for the shard's log line instead of printing a report per panic
+/// (one a packet would flood stderr); every other panic goes to the previous hook.
+pub(super) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(Cell::get) {
+                let location = info.location().map(ToString::to_string);
+                LAST_PANIC.with(|l| *l.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Payload prefix of a datagram that panics its session or job when the test hook is on (see
+/// [`ShardConfig::panic_hook`]).
+pub(super) const TEST_PANIC_PAYLOAD: &[u8] = b"BRIDGEPOOL-TEST-PANIC";
+
 /// Per-thread configuration.
 pub(super) struct ShardConfig {
     pub(super) latch_window: Duration,
@@ -67,6 +180,10 @@ pub(super) struct ShardConfig {
     pub(super) busy_poll: bool,
     /// Learn the cost live (off: the calibration is the cost).
     pub(super) live_cost: bool,
+    /// Test hook: a datagram whose RTP payload starts with [`TEST_PANIC_PAYLOAD`] panics its
+    /// session or job. Only in debug builds, and only when `BRIDGEPOOL_TEST_PANIC_HOOK` was set
+    /// at start, so network input alone can never trigger it.
+    pub(super) panic_hook: bool,
 }
 
 /// Figures the shard keeps between windows to turn its counters into per-window deltas, and its
@@ -80,6 +197,9 @@ struct Reporting {
     overload_logged: Option<Instant>,
     /// A WARN said the core is overloaded and no INFO has said it recovered.
     warned: bool,
+    panic_logged: Option<Instant>,
+    /// Panics since the last ERROR line about one.
+    unlogged_panics: u64,
 }
 
 pub(super) struct Shard {
@@ -97,6 +217,13 @@ pub(super) struct Shard {
     udp: UdpSocketState,
     send_buf: Box<[u8; MAX_DATAGRAM]>,
     live: usize,
+    jobs: Vec<Option<JobEntry>>,
+    free_jobs: Vec<usize>,
+    live_jobs: usize,
+    /// Calibrated costs, for reservations.
+    costs: DirectionCosts,
+    /// Calibrated cost reserved by live sessions and jobs, ppm.
+    reserved: u64,
     core: usize,
     reporting: Reporting,
 }
@@ -133,6 +260,11 @@ impl Shard {
             udp,
             send_buf: Box::new([0; MAX_DATAGRAM]),
             live: 0,
+            jobs: Vec::new(),
+            free_jobs: Vec::new(),
+            live_jobs: 0,
+            costs,
+            reserved: 0,
             core,
             reporting: Reporting {
                 packets_in: 0,
@@ -141,6 +273,8 @@ impl Shard {
                 drops_logged: None,
                 overload_logged: None,
                 warned: false,
+                panic_logged: None,
+                unlogged_panics: 0,
             },
         })
     }
@@ -174,7 +308,20 @@ impl Shard {
                     continue;
                 }
                 worked = true;
-                self.on_readable(event.token(), &mut bufs);
+                let token = event.token().0;
+                let target = if token & JOB != 0 {
+                    Target::Job(token & !JOB)
+                } else {
+                    Target::Session(token >> 2)
+                };
+                // A panic in one session's datagram costs that session only.
+                let handled = guarded(|| match target {
+                    Target::Job(slot) => self.on_job_readable(slot, &mut bufs),
+                    Target::Session(_) => self.on_readable(event.token(), &mut bufs),
+                });
+                if let Err(panic) = handled {
+                    self.fail(target, "datagram", &*panic);
+                }
             }
             // Set-up work is timed apart: a burst of creates is not what talking calls cost.
             let commands = Instant::now();
@@ -220,6 +367,19 @@ impl Shard {
                 }
             }
             tally.talking += usize::from(talked);
+        }
+        for entry in self.jobs.iter_mut().flatten() {
+            if let Some((first, last)) = entry.talk.take() {
+                let secs = (last.saturating_duration_since(first) + PACKET_TALK)
+                    .min(super::load::WINDOW)
+                    .as_secs_f64();
+                match entry.kind {
+                    JobKind::ToOpus => tally.talk_a += secs,
+                    JobKind::ToG711 => tally.talk_b += secs,
+                    JobKind::Recode => tally.talk_recode += secs,
+                }
+                tally.talking += 1;
+            }
         }
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let packets_in = load(&self.counters.packets_in[0]) + load(&self.counters.packets_in[1]);
@@ -366,6 +526,9 @@ impl Shard {
             let talk = &mut entry.talk[leg_index(leg)];
             *talk = Some((talk.map_or(now, |(first, _)| first), now));
         }
+        if cfg!(debug_assertions) && self.config.panic_hook {
+            test_panic(datagram);
+        }
         let before = entry.session.drops(leg);
         let started = Instant::now();
         entry.session.handle_datagram(now, leg, channel, datagram);
@@ -457,11 +620,30 @@ impl Shard {
     fn run_timers(&mut self) -> bool {
         let now = Instant::now();
         let mut ran = false;
-        while let Some(Reverse((deadline, slot))) = self.timers.peek().copied() {
+        while let Some(Reverse((deadline, key))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
             }
             self.timers.pop();
+            if key & JOB != 0 {
+                let slot = key & !JOB;
+                let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+                    continue;
+                };
+                if entry.timer != Some(deadline) {
+                    continue; // stale
+                }
+                ran = true;
+                entry.timer = None;
+                if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
+                    self.meter.miss(&self.figures);
+                }
+                if let Err(panic) = guarded(|| self.job_timer(slot, now)) {
+                    self.fail(Target::Job(slot), "timer", &*panic);
+                }
+                continue;
+            }
+            let slot = key;
             let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
@@ -473,13 +655,102 @@ impl Shard {
             if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
                 self.meter.miss(&self.figures);
             }
-            let started = Instant::now();
-            entry.session.handle_timeout(now);
-            self.counters.observe_processing(started.elapsed());
-            self.flush(slot);
-            self.reschedule(slot);
+            if let Err(panic) = guarded(|| self.session_timer(slot, now)) {
+                self.fail(Target::Session(slot), "timer", &*panic);
+            }
         }
         ran
+    }
+
+    fn session_timer(&mut self, slot: usize, now: Instant) {
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let started = Instant::now();
+        entry.session.handle_timeout(now);
+        self.counters.observe_processing(started.elapsed());
+        self.flush(slot);
+        self.reschedule(slot);
+    }
+
+    fn job_timer(&mut self, slot: usize, now: Instant) {
+        let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let started = Instant::now();
+        entry.job.handle_timeout(now);
+        self.counters.observe_processing(started.elapsed());
+        self.flush_job(slot);
+    }
+
+    /// Removes a session or job whose handling panicked (its ports freed), tells the control
+    /// plane, counts and logs it. The shard's own tables are consistent: panics come from
+    /// session and job code, which runs between, never inside, the shard's own updates.
+    fn fail(&mut self, target: Target, what: &'static str, panic: &(dyn Any + Send)) {
+        self.counters.session_panics.fetch_add(1, Ordering::Relaxed);
+        match target {
+            Target::Session(slot) => {
+                let Some(id) = self
+                    .entries
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map(|e| e.id)
+                else {
+                    return self.log_panic("-", what, panic);
+                };
+                self.log_panic(&format!("{id:x}"), what, panic);
+                // Dropping a broken session may panic too; its sockets and leases drop anyway.
+                let _ = guarded(|| self.remove(slot));
+                let _ = self.events.send(EngineEvent {
+                    id,
+                    kind: EngineEventKind::Failed,
+                });
+            }
+            Target::Job(slot) => {
+                let Some(name) = self
+                    .jobs
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map(|j| format!("job {} {}", j.name.0, j.name.1))
+                else {
+                    return self.log_panic("-", what, panic);
+                };
+                self.log_panic(&name, what, panic);
+                let _ = guarded(|| self.remove_job(slot));
+            }
+        }
+    }
+
+    /// One ERROR line per panic, at most one per [`LOG_EVERY`] per core; the rest are counted
+    /// into the next line.
+    fn log_panic(&mut self, who: &str, what: &'static str, panic: &(dyn Any + Send)) {
+        let now = Instant::now();
+        let r = &mut self.reporting;
+        if r.panic_logged
+            .is_some_and(|t| now.duration_since(t) < LOG_EVERY)
+        {
+            r.unlogged_panics += 1;
+            return;
+        }
+        r.panic_logged = Some(now);
+        let suppressed = std::mem::take(&mut r.unlogged_panics);
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = LAST_PANIC
+            .with(|l| l.borrow_mut().take())
+            .unwrap_or_default();
+        tracing::error!(
+            core = self.core,
+            session = who,
+            during = what,
+            panic = message,
+            %location,
+            suppressed_since_last = suppressed,
+            "panic handling a session: it was removed, the core's other sessions carry on"
+        );
     }
 
     /// Handles the queued commands: whether there were any, or `None` on Shutdown.
@@ -489,7 +760,29 @@ impl Shard {
             match self.commands.try_recv() {
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return None,
                 Ok(cmd) => {
-                    self.on_command(cmd);
+                    let subject = cmd.subject();
+                    if let Err(panic) = guarded(|| self.on_command(cmd)) {
+                        // The reply sender went with the unwind: the control plane sees the
+                        // request fail, and the session (or job) is removed.
+                        let target = match subject {
+                            Subject::Session(id) => {
+                                self.by_id.get(&id).map(|s| Target::Session(*s))
+                            }
+                            Subject::Job(name) => self
+                                .jobs
+                                .iter()
+                                .position(|j| j.as_ref().is_some_and(|j| j.name == name))
+                                .map(Target::Job),
+                            Subject::None => None,
+                        };
+                        match target {
+                            Some(target) => self.fail(target, "command", &*panic),
+                            None => {
+                                self.counters.session_panics.fetch_add(1, Ordering::Relaxed);
+                                self.log_panic("-", "command", &*panic);
+                            }
+                        }
+                    }
                     handled = true;
                 }
                 Err(TryRecvError::Empty) => return Some(handled),
@@ -550,7 +843,193 @@ impl Shard {
                     .map(|e| Box::new(e.session.config().clone()));
                 let _ = reply.send(config);
             }
+            Command::CreateJob {
+                name,
+                job,
+                ports,
+                local,
+                destination,
+                kind,
+                reply,
+            } => {
+                let _ = reply.send(self.create_job(name, job, ports, local, destination, kind));
+            }
+            Command::DeleteJobs { which, reply } => {
+                let mut deleted = Vec::new();
+                for slot in 0..self.jobs.len() {
+                    if let Some(entry) = self.jobs[slot].as_ref()
+                        && which.matches(&entry.name)
+                    {
+                        deleted.push(entry.info());
+                        self.remove_job(slot);
+                    }
+                }
+                let _ = reply.send(deleted);
+            }
+            Command::QueryJobs { which, reply } => {
+                let found = self
+                    .jobs
+                    .iter()
+                    .flatten()
+                    .filter(|e| which.matches(&e.name))
+                    .map(JobEntry::info)
+                    .collect();
+                let _ = reply.send(found);
+            }
             Command::Shutdown => {}
+        }
+    }
+
+    fn create_job(
+        &mut self,
+        name: JobName,
+        mut job: Box<OneWay>,
+        ports: PortPair,
+        local: SocketAddr,
+        destination: SocketAddr,
+        kind: JobKind,
+    ) -> Result<(), String> {
+        let PortPair { rtp, rtcp, lease } = ports;
+        rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut socket = UdpSocket::from_std(rtp);
+        let slot = self.free_jobs.pop().unwrap_or_else(|| {
+            self.jobs.push(None);
+            self.jobs.len() - 1
+        });
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut socket, Token(JOB | slot), Interest::READABLE)
+        {
+            self.free_jobs.push(slot);
+            return Err(e.to_string());
+        }
+        job.arm(Instant::now());
+        self.jobs[slot] = Some(JobEntry {
+            name,
+            socket,
+            _rtcp: rtcp,
+            _lease: lease,
+            local,
+            destination,
+            latched: None,
+            foreign: 0,
+            job,
+            kind,
+            timer: None,
+            talk: None,
+        });
+        self.live_jobs += 1;
+        self.reserve(ppm(self.costs.job(kind)) as i64);
+        self.figures
+            .jobs
+            .store(self.live_jobs as u64, Ordering::Relaxed);
+        self.reschedule_job(slot);
+        Ok(())
+    }
+
+    fn remove_job(&mut self, slot: usize) {
+        if let Some(mut entry) = self.jobs[slot].take() {
+            let _ = self.poll.registry().deregister(&mut entry.socket);
+            self.free_jobs.push(slot);
+            self.live_jobs -= 1;
+            self.reserve(-(ppm(self.costs.job(entry.kind)) as i64));
+            self.figures
+                .jobs
+                .store(self.live_jobs as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds (or gives back, negative) a reservation and publishes the total.
+    fn reserve(&mut self, delta: i64) {
+        self.reserved = self.reserved.saturating_add_signed(delta);
+        self.figures
+            .reserved_ppm
+            .store(self.reserved, Ordering::Relaxed);
+    }
+
+    fn on_job_readable(&mut self, slot: usize, bufs: &mut RecvBufs) {
+        loop {
+            let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let mut metas = [RecvMeta::default(); BATCH];
+            let n = {
+                let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(&mut b[..]));
+                match self
+                    .udp
+                    .recv(UdpSockRef::from(&entry.socket), &mut iovs, &mut metas)
+                {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "recv error on a job socket");
+                        break;
+                    }
+                }
+            };
+            let now = Instant::now();
+            let leg = entry.input_leg();
+            for (meta, buf) in metas.iter().zip(bufs.iter()).take(n) {
+                let datagram = &buf[..meta.len.min(buf.len())];
+                self.counters.packets_in[leg].fetch_add(1, Ordering::Relaxed);
+                if !entry.accept(meta.addr) {
+                    self.counters.dropped(DropReason::ForeignSource);
+                    continue;
+                }
+                if !bridgepool_codecs::rtp::is_rtcp(datagram) {
+                    entry.talk = Some((entry.talk.map_or(now, |(first, _)| first), now));
+                }
+                if cfg!(debug_assertions) && self.config.panic_hook {
+                    test_panic(datagram);
+                }
+                let started = Instant::now();
+                entry.job.handle_datagram(now, datagram);
+                self.counters.observe_processing(started.elapsed());
+            }
+            self.flush_job(slot);
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+
+    /// Sends what the job queued to the relay, removes it once it ended, else re-arms its timer.
+    fn flush_job(&mut self, slot: usize) {
+        let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let leg = entry.input_leg() ^ 1;
+        while let Some(n) = entry.job.poll_transmit(&mut self.send_buf[..]) {
+            match entry.socket.send_to(&self.send_buf[..n], entry.destination) {
+                Ok(_) => {
+                    self.counters.packets_out[leg].fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, dest = %entry.destination, "job send failed");
+                }
+            }
+        }
+        if entry.job.ended() {
+            tracing::info!(call_id = %entry.name.0, from_tag = %entry.name.1, "one-way job ended: no input");
+            self.remove_job(slot);
+            return;
+        }
+        self.reschedule_job(slot);
+    }
+
+    fn reschedule_job(&mut self, slot: usize) {
+        let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let next = entry.job.poll_timeout();
+        if next != entry.timer {
+            entry.timer = next;
+            if let Some(t) = next {
+                self.timers.push(Reverse((t, JOB | slot)));
+            }
         }
     }
 
@@ -612,6 +1091,7 @@ impl Shard {
         });
         self.by_id.insert(id, slot);
         self.live += 1;
+        self.reserve(ppm(self.costs.session()) as i64);
         self.figures
             .sessions
             .store(self.live as u64, Ordering::Relaxed);
@@ -664,6 +1144,7 @@ impl Shard {
             self.by_id.remove(&entry.id);
             self.free.push(slot);
             self.live -= 1;
+            self.reserve(-(ppm(self.costs.session()) as i64));
             self.figures
                 .sessions
                 .store(self.live as u64, Ordering::Relaxed);
@@ -679,6 +1160,19 @@ impl Shard {
                 self.remove(slot);
             }
         }
+        for slot in 0..self.jobs.len() {
+            self.remove_job(slot);
+        }
+    }
+}
+
+/// The test hook: panics on an RTP datagram whose payload starts with [`TEST_PANIC_PAYLOAD`].
+fn test_panic(datagram: &[u8]) {
+    if datagram
+        .get(12..)
+        .is_some_and(|p| p.starts_with(TEST_PANIC_PAYLOAD))
+    {
+        panic!("test panic injected through BRIDGEPOOL_TEST_PANIC_HOOK");
     }
 }
 

@@ -1,154 +1,104 @@
 //! One-way jobs (rtpengine `transform`): the Worker service's CreateJob/DeleteJob/GetJob/ListJobs
 //! land here. [`Jobs`] validates and converts the wire request into
-//! [`crate::session::oneway::OneWay`] pipelines, binds the job's input socket and hands both to the
-//! job thread ([`driver`]).
+//! [`crate::session::oneway::OneWay`] pipelines and hands them to the media engine, which places
+//! each on a media core like a session (its socket on that core's poll, its timers on that
+//! core's heap) and counts its calibrated cost against the core's headroom.
 
-mod driver;
 mod wire;
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use bridgepool_proto::v1;
-use tokio::sync::oneshot;
 use tonic::Status;
 
-use crate::session::oneway::OneWay;
-use driver::{Command, JobInfo, Selector, WAKER};
+use crate::engine::{CreateError, Engine, JobKind, JobSelector};
+use crate::session::oneway::{OneWay, OneWayCodec, OneWayPair};
 
-/// The worker's one-way jobs.
+/// The worker's one-way jobs: conversion and validation in front of the engine.
+#[derive(Clone, Copy, Debug)]
 pub struct Jobs {
-    commands: Sender<Command>,
-    waker: Arc<mio::Waker>,
-    bind_ip: IpAddr,
-    advertise_ip: IpAddr,
     idle: Duration,
-    limit: usize,
-    live: Arc<AtomicUsize>,
 }
 
 impl Jobs {
-    /// Starts the job thread. Sockets bind on `bind_ip` and are advertised as `advertise_ip`; a
-    /// job without input for `idle` ends; at most `limit` jobs run at once.
-    pub fn start(
-        bind_ip: IpAddr,
-        advertise_ip: IpAddr,
-        idle: Duration,
-        limit: usize,
-    ) -> std::io::Result<Self> {
-        let poll = mio::Poll::new()?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
-        let (commands, rx) = std::sync::mpsc::channel();
-        let live = Arc::new(AtomicUsize::new(0));
-        let count = live.clone();
-        std::thread::Builder::new()
-            .name("bp-jobs".into())
-            .spawn(move || driver::run(poll, rx, count))?;
-        Ok(Self {
-            commands,
-            waker,
-            bind_ip,
-            advertise_ip,
-            idle,
-            limit,
-            live,
-        })
-    }
-
-    /// Live jobs.
-    pub fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
-    }
-
-    fn send(&self, command: Command) -> Result<(), Status> {
-        self.commands
-            .send(command)
-            .map_err(|_| Status::unavailable("the job thread stopped"))?;
-        self.waker
-            .wake()
-            .map_err(|e| Status::unavailable(format!("job thread: {e}")))
+    /// Jobs without input for `idle` end.
+    pub fn new(idle: Duration) -> Self {
+        Self { idle }
     }
 
     /// CreateJob.
-    pub async fn create(&self, req: v1::CreateJobRequest) -> Result<v1::CreateJobResponse, Status> {
-        if self.live() >= self.limit {
-            return Err(Status::resource_exhausted(format!(
-                "{} one-way jobs: at the limit",
-                self.live()
-            )));
-        }
+    pub async fn create(
+        &self,
+        engine: &Engine,
+        req: v1::CreateJobRequest,
+    ) -> Result<v1::CreateJobResponse, Status> {
         let pairs = wire::pairs(&req.pairs).map_err(Status::invalid_argument)?;
         let destination =
             wire::destination(req.destination.as_ref()).map_err(Status::invalid_argument)?;
         let mut job =
             OneWay::new(&pairs, self.idle).map_err(|e| Status::invalid_argument(e.to_string()))?;
         job.arm(Instant::now());
-        let socket = std::net::UdpSocket::bind(SocketAddr::new(self.bind_ip, 0))
-            .map_err(|e| Status::resource_exhausted(format!("no port: {e}")))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let port = socket
-            .local_addr()
-            .map_err(|e| Status::internal(e.to_string()))?
-            .port();
-        let local = SocketAddr::new(self.advertise_ip, port);
-        let (done, wait) = oneshot::channel();
-        self.send(Command::Create {
-            name: (req.call_id.clone(), req.from_tag.clone()),
-            job: Box::new(job),
-            socket,
-            local,
-            destination,
-            done,
-        })?;
-        wait.await
-            .map_err(|_| Status::unavailable("the job thread stopped"))?
-            .map_err(|e| Status::internal(e.to_string()))?;
-        tracing::info!(call_id = %req.call_id, from_tag = %req.from_tag, %local, %destination, "one-way job created");
+        let name = (req.call_id.clone(), req.from_tag.clone());
+        let (local, core) = engine
+            .create_job(name, Box::new(job), destination, kind(&pairs))
+            .await
+            .map_err(|e| match e {
+                CreateError::NoHeadroom { .. } | CreateError::Ports(_) => {
+                    Status::resource_exhausted(e.to_string())
+                }
+                CreateError::Invalid(_) => Status::internal(e.to_string()),
+                _ => Status::unavailable(e.to_string()),
+            })?;
+        tracing::info!(call_id = %req.call_id, from_tag = %req.from_tag, %local, %destination, core, "one-way job created");
         Ok(v1::CreateJobResponse {
             local: Some(v1::MediaAddress {
                 ip: local.ip().to_string(),
                 port: u32::from(local.port()),
             }),
-            core: 0,
+            core: core as u32,
         })
     }
 
-    fn selector(job: &v1::JobRef) -> Selector {
+    fn selector(job: &v1::JobRef) -> JobSelector {
         if job.any_tag {
-            Selector::Call(job.call_id.clone())
+            JobSelector::Call(job.call_id.clone())
         } else {
-            Selector::One((job.call_id.clone(), job.from_tag.clone()))
+            JobSelector::One((job.call_id.clone(), job.from_tag.clone()))
         }
     }
 
     /// DeleteJob.
-    pub async fn delete(&self, job: &v1::JobRef) -> Result<Vec<v1::JobStats>, Status> {
-        let (done, wait) = oneshot::channel();
-        self.send(Command::Delete {
-            which: Self::selector(job),
-            done,
-        })?;
-        let deleted = wait
-            .await
-            .map_err(|_| Status::unavailable("the job thread stopped"))?;
-        Ok(deleted.iter().map(wire::stats).collect())
+    pub async fn delete(&self, engine: &Engine, job: &v1::JobRef) -> Vec<v1::JobStats> {
+        let deleted = engine.delete_jobs(Self::selector(job)).await;
+        deleted.iter().map(wire::stats).collect()
     }
 
     /// GetJob (a selector) or ListJobs (`None`).
-    pub async fn get(&self, job: Option<&v1::JobRef>) -> Result<Vec<v1::JobStats>, Status> {
-        let (done, wait) = oneshot::channel();
-        self.send(Command::Get {
-            which: job.map_or(Selector::All, Self::selector),
-            done,
-        })?;
-        let found: Vec<JobInfo> = wait
-            .await
-            .map_err(|_| Status::unavailable("the job thread stopped"))?;
-        Ok(found.iter().map(wire::stats).collect())
+    pub async fn get(&self, engine: &Engine, job: Option<&v1::JobRef>) -> Vec<v1::JobStats> {
+        let found = engine
+            .query_jobs(job.map_or(JobSelector::All, Self::selector))
+            .await;
+        found.iter().map(wire::stats).collect()
     }
+}
+
+/// The direction a job's cost is reserved for when its pairs differ (the input payload type
+/// picks one per packet, and the relay may switch): the Opus encoder's over the decoder's over a
+/// G.711 recode, the usual order of their cost.
+fn kind(pairs: &[OneWayPair]) -> JobKind {
+    let of = |p: &OneWayPair| match (p.input, p.output) {
+        (OneWayCodec::G711(_), OneWayCodec::Opus) => JobKind::ToOpus,
+        (OneWayCodec::Opus, _) => JobKind::ToG711,
+        (OneWayCodec::G711(_), OneWayCodec::G711(_)) => JobKind::Recode,
+    };
+    let rank = |k: &JobKind| match k {
+        JobKind::Recode => 0,
+        JobKind::ToG711 => 1,
+        JobKind::ToOpus => 2,
+    };
+    pairs
+        .iter()
+        .map(of)
+        .max_by_key(rank)
+        .unwrap_or(JobKind::ToOpus)
 }

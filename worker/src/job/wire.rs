@@ -7,7 +7,7 @@ use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::EncoderConfig;
 use bridgepool_proto::v1;
 
-use super::driver::JobInfo;
+use crate::engine::JobInfo;
 use crate::session::StreamSeed;
 use crate::session::oneway::{OneWayCodec, OneWayPair};
 

@@ -124,6 +124,15 @@ pub struct OneWay {
     recode: Vec<u8>,
 }
 
+impl std::fmt::Debug for OneWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneWay")
+            .field("stats", &self.stats)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Samples per 8 kHz frame of `ptime`.
 fn frame_8k(ptime: Duration) -> usize {
     (ptime.as_micros() * 8 / 1000) as usize

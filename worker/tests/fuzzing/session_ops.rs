@@ -229,7 +229,7 @@ pub fn run(data: &[u8]) -> Result<Outcome, Violation> {
                     let _ = e.write(&mut b);
                     event = b;
                     &event
-                } else if pick % 16 == 0 {
+                } else if pick.is_multiple_of(16) {
                     bytes.slice(255)
                 } else {
                     match leg {
