@@ -122,6 +122,9 @@ pub(super) enum Command {
         remote_b: Option<SocketAddr>,
         /// NTP time now, for RTCP.
         ntp_now: u64,
+        /// Calibrated cost admitted for it (ppm): the thread keeps it reserved while the session
+        /// lives and gives it back if the create fails.
+        cost: u64,
         /// Whether it worked.
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -169,6 +172,8 @@ pub(super) enum Command {
         destination: SocketAddr,
         /// The direction it runs, for its cost.
         kind: JobKind,
+        /// Calibrated cost admitted for it (ppm), owned by the thread from now on.
+        cost: u64,
         /// Whether it worked.
         reply: oneshot::Sender<Result<(), String>>,
     },

@@ -94,7 +94,7 @@ pub(super) fn ppm(share: f64) -> u64 {
 }
 
 /// Figures one media thread publishes for the control plane and metrics. Written by the media
-/// thread only (except `pending_ppm`, which the control plane bumps for creates in flight), read
+/// thread only (except `reserved_ppm`, which the control plane bumps for creates it admits), read
 /// by anyone; each thread has its own.
 #[derive(Debug, Default)]
 pub struct CoreFigures {
@@ -103,12 +103,12 @@ pub struct CoreFigures {
     /// Admitted one-way jobs (the media thread's count).
     pub jobs: AtomicU64,
     /// Calibrated cost reserved by the admitted sessions and jobs, ppm of a core (unscaled: the
-    /// live scale applies to the budget instead).
+    /// live scale applies to the budget instead). One counter for creates in flight and live
+    /// ones: the control plane adds a create's cost when it admits it (under its lock), the media
+    /// thread owns it from the moment the command is queued and gives it back when the create
+    /// fails or the session ends. Two counters handed over between threads were briefly counted
+    /// twice, and a burst of Allocates was refused below capacity in that moment.
     pub reserved_ppm: AtomicU64,
-    /// Calibrated cost of creates admitted by the control plane that the media thread has not
-    /// answered yet, ppm: a burst of Allocates reserves its headroom before the thread gets to
-    /// them.
-    pub pending_ppm: AtomicU64,
     /// What the core may reserve in calibrated cost, ppm: the admission target over the live
     /// scale.
     pub budget_ppm: AtomicU64,
@@ -153,7 +153,6 @@ impl CoreFigures {
         self.budget_ppm
             .load(Ordering::Relaxed)
             .saturating_sub(self.reserved_ppm.load(Ordering::Relaxed))
-            .saturating_sub(self.pending_ppm.load(Ordering::Relaxed))
     }
 
     /// Whether the core is overloaded.

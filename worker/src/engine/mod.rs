@@ -306,8 +306,8 @@ impl Engine {
         let cost = load::ppm(self.calibrated.session().max(2e-5));
         let index = self.admit(cost)?;
         let shard = &self.shards[index];
-        // Released on every way out, a cancelled request (a client that hung up) included.
-        let reservation = Reservation(&shard.figures.pending_ppm, cost);
+        // Given back on every way out until the command is queued; the media thread owns it then.
+        let reservation = Reservation(&shard.figures.reserved_ppm, cost);
         let (ports_a, ports_b) = match (self.ports.allocate(), self.ports.allocate()) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => return Err(e.into()),
@@ -324,16 +324,15 @@ impl Engine {
             remote_a,
             remote_b,
             ntp_now: ntp_now(),
+            cost,
             reply,
         });
         if sent.is_err() {
             return Err(CreateError::Stopped);
         }
+        reservation.hand_over();
         let _ = shard.waker.wake();
-        // The session is in the shard's own count before it replies: counted twice for a
-        // moment, never missed.
         let answer = wait.await;
-        drop(reservation);
         match answer {
             Ok(Ok(())) => {
                 self.placement_lock().insert(id, index);
@@ -350,7 +349,7 @@ impl Engine {
     }
 
     /// Picks the media core with the most free budget that fits `cost` (calibrated ppm) and
-    /// reserves it there until the media thread answers (it then counts the reservation itself).
+    /// reserves it there (the caller hands the reservation to the media thread with its command).
     fn admit(&self, cost: u64) -> Result<usize, CreateError> {
         let _admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
         let best = self
@@ -370,7 +369,7 @@ impl Engine {
         };
         self.shards[index]
             .figures
-            .pending_ppm
+            .reserved_ppm
             .fetch_add(cost, Ordering::Relaxed);
         Ok(index)
     }
@@ -387,7 +386,7 @@ impl Engine {
         let cost = load::ppm(self.calibrated.job(kind)).max(1);
         let index = self.admit(cost)?;
         let shard = &self.shards[index];
-        let reservation = Reservation(&shard.figures.pending_ppm, cost);
+        let reservation = Reservation(&shard.figures.reserved_ppm, cost);
         let ports = self.ports.allocate()?;
         let local = SocketAddr::new(self.advertise_ip, ports.lease.port);
         let (reply, wait) = oneshot::channel();
@@ -398,14 +397,15 @@ impl Engine {
             local,
             destination,
             kind,
+            cost,
             reply,
         });
         if sent.is_err() {
             return Err(CreateError::Stopped);
         }
+        reservation.hand_over();
         let _ = shard.waker.wake();
         let answer = wait.await;
-        drop(reservation);
         match answer {
             Ok(Ok(())) => Ok((local, shard.core)),
             Ok(Err(e)) => Err(CreateError::Invalid(e)),
@@ -630,7 +630,15 @@ fn cgroup_cpu_quota() -> Option<f64> {
 }
 
 /// Headroom (calibrated ppm) a create in flight holds on a core until the media thread answers.
+/// A cost admitted on a core, given back on drop unless handed to the media thread.
 struct Reservation<'a>(&'a AtomicU64, u64);
+
+impl Reservation<'_> {
+    /// The command carrying it is queued: the media thread keeps or gives back the cost.
+    fn hand_over(self) {
+        std::mem::forget(self);
+    }
+}
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {

@@ -24,7 +24,7 @@ use super::command::{
 };
 use super::latch::Latch;
 use super::load::{
-    CoreFigures, DirectionCosts, JobKind, LoadMeter, MISS_TOLERANCE, Overload, WindowTally, ppm,
+    CoreFigures, DirectionCosts, JobKind, LoadMeter, MISS_TOLERANCE, Overload, WindowTally,
 };
 use super::metrics::CoreCounters;
 use super::ports::{PortLease, PortPair};
@@ -63,6 +63,8 @@ struct Entry {
     timer: Option<Instant>,
     /// First and last RTP accepted per leg in the current load window: how long it talked.
     talk: [Option<(Instant, Instant)>; 2],
+    /// Calibrated cost it holds in `reserved_ppm`, given back when it ends.
+    cost: u64,
 }
 
 /// Tokens and timer keys with this bit name a job slot; without it, a session slot (shifted by
@@ -85,6 +87,8 @@ struct JobEntry {
     foreign: u64,
     job: Box<OneWay>,
     kind: JobKind,
+    /// Calibrated cost it holds in `reserved_ppm`.
+    cost: u64,
     timer: Option<Instant>,
     /// First and last RTP accepted in the current load window.
     talk: Option<(Instant, Instant)>,
@@ -220,10 +224,7 @@ pub(super) struct Shard {
     jobs: Vec<Option<JobEntry>>,
     free_jobs: Vec<usize>,
     live_jobs: usize,
-    /// Calibrated costs, for reservations.
-    costs: DirectionCosts,
     /// Calibrated cost reserved by live sessions and jobs, ppm.
-    reserved: u64,
     core: usize,
     reporting: Reporting,
 }
@@ -263,8 +264,6 @@ impl Shard {
             jobs: Vec::new(),
             free_jobs: Vec::new(),
             live_jobs: 0,
-            costs,
-            reserved: 0,
             core,
             reporting: Reporting {
                 packets_in: 0,
@@ -800,15 +799,24 @@ impl Shard {
                 remote_a,
                 remote_b,
                 ntp_now,
+                cost,
                 reply,
             } => {
-                let _ = reply.send(self.create(
+                // The admitted cost is ours now: kept by the session, given back if it is not
+                // created (an error, or a panic unwinding through here).
+                let held = Held::new(&self.figures, cost);
+                let result = self.create(
                     id,
                     *config,
                     [ports_a, ports_b],
                     [remote_a, remote_b],
                     ntp_now,
-                ));
+                    cost,
+                );
+                if result.is_ok() {
+                    held.keep();
+                }
+                let _ = reply.send(result);
             }
             Command::Update { id, change, reply } => {
                 let _ = reply.send(self.update(id, *change));
@@ -850,9 +858,15 @@ impl Shard {
                 local,
                 destination,
                 kind,
+                cost,
                 reply,
             } => {
-                let _ = reply.send(self.create_job(name, job, ports, local, destination, kind));
+                let held = Held::new(&self.figures, cost);
+                let result = self.create_job(name, job, ports, local, destination, kind, cost);
+                if result.is_ok() {
+                    held.keep();
+                }
+                let _ = reply.send(result);
             }
             Command::DeleteJobs { which, reply } => {
                 let mut deleted = Vec::new();
@@ -888,6 +902,7 @@ impl Shard {
         local: SocketAddr,
         destination: SocketAddr,
         kind: JobKind,
+        cost: u64,
     ) -> Result<(), String> {
         let PortPair { rtp, rtcp, lease } = ports;
         rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -916,11 +931,11 @@ impl Shard {
             foreign: 0,
             job,
             kind,
+            cost,
             timer: None,
             talk: None,
         });
         self.live_jobs += 1;
-        self.reserve(ppm(self.costs.job(kind)) as i64);
         self.figures
             .jobs
             .store(self.live_jobs as u64, Ordering::Relaxed);
@@ -933,19 +948,11 @@ impl Shard {
             let _ = self.poll.registry().deregister(&mut entry.socket);
             self.free_jobs.push(slot);
             self.live_jobs -= 1;
-            self.reserve(-(ppm(self.costs.job(entry.kind)) as i64));
+            release(&self.figures, entry.cost);
             self.figures
                 .jobs
                 .store(self.live_jobs as u64, Ordering::Relaxed);
         }
-    }
-
-    /// Adds (or gives back, negative) a reservation and publishes the total.
-    fn reserve(&mut self, delta: i64) {
-        self.reserved = self.reserved.saturating_add_signed(delta);
-        self.figures
-            .reserved_ppm
-            .store(self.reserved, Ordering::Relaxed);
     }
 
     fn on_job_readable(&mut self, slot: usize, bufs: &mut RecvBufs) {
@@ -1040,6 +1047,7 @@ impl Shard {
         ports: [PortPair; 2],
         remotes: [Option<SocketAddr>; 2],
         ntp_now: u64,
+        cost: u64,
     ) -> Result<(), String> {
         let now = Instant::now();
         let mut config = config;
@@ -1088,10 +1096,10 @@ impl Shard {
             legs,
             timer: None,
             talk: [None; 2],
+            cost,
         });
         self.by_id.insert(id, slot);
         self.live += 1;
-        self.reserve(ppm(self.costs.session()) as i64);
         self.figures
             .sessions
             .store(self.live as u64, Ordering::Relaxed);
@@ -1144,7 +1152,7 @@ impl Shard {
             self.by_id.remove(&entry.id);
             self.free.push(slot);
             self.live -= 1;
-            self.reserve(-(ppm(self.costs.session()) as i64));
+            release(&self.figures, entry.cost);
             self.figures
                 .sessions
                 .store(self.live as u64, Ordering::Relaxed);
@@ -1191,4 +1199,38 @@ fn snapshot(session: &Session) -> SessionSnapshot {
         mos_b: session.mos(Leg::B),
         ended: session.end_reason(),
     }
+}
+
+/// A cost reserved in `CoreFigures::reserved_ppm`, given back on drop unless kept.
+struct Held {
+    figures: Arc<CoreFigures>,
+    cost: u64,
+}
+
+impl Held {
+    fn new(figures: &Arc<CoreFigures>, cost: u64) -> Self {
+        Self {
+            figures: Arc::clone(figures),
+            cost,
+        }
+    }
+
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        release(&self.figures, self.cost);
+    }
+}
+
+/// Gives back a reservation (saturating: a mistake here must not wrap to a full core).
+fn release(figures: &CoreFigures, cost: u64) {
+    let _ = figures
+        .reserved_ppm
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+            Some(r.saturating_sub(cost))
+        });
 }
