@@ -894,6 +894,7 @@ impl Shard {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create_job(
         &mut self,
         name: JobName,
