@@ -8,95 +8,18 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_proto::v1;
-use bridgepool_proto::v1::worker_client::WorkerClient;
 use bridgepool_worker::session::{Channel, Leg};
 use common::*;
-use tonic::transport::Channel as GrpcChannel;
 
-struct WorkerProcess {
-    child: Child,
-    grpc: SocketAddr,
-    metrics: SocketAddr,
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod proc;
+use proc::{WorkerProcess, addr, client, local, scrape};
 
 fn start_worker(rtp_base: u16, extra: &[&str]) -> WorkerProcess {
-    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_bridgepool-worker"))
-        .args([
-            "--grpc-listen",
-            &grpc.to_string(),
-            "--metrics-listen",
-            &metrics.to_string(),
-            "--media-ip",
-            "127.0.0.1",
-            "--rtp-port-min",
-            &rtp_base.to_string(),
-            "--rtp-port-max",
-            &(rtp_base + 199).to_string(),
-            "--cores",
-            "0",
-            "--worker-id",
-            "w-test",
-            "--log",
-            "warn",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("worker binary starts");
-    WorkerProcess {
-        child,
-        grpc,
-        metrics,
-    }
-}
-
-async fn client(w: &WorkerProcess) -> WorkerClient<GrpcChannel> {
-    let url = format!("http://{}", w.grpc);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match WorkerClient::connect(url.clone()).await {
-            Ok(c) => return c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("worker never answered: {e}"),
-        }
-    }
-}
-
-fn addr(a: SocketAddr) -> v1::MediaAddress {
-    v1::MediaAddress {
-        ip: a.ip().to_string(),
-        port: u32::from(a.port()),
-    }
-}
-
-fn local(a: &Option<v1::MediaAddress>) -> SocketAddr {
-    let a = a.as_ref().expect("address");
-    format!("{}:{}", a.ip, a.port).parse().unwrap()
+    proc::spawn(rtp_base, 200, "w-test", extra, &[])
 }
 
 fn request(call: &str, a: Option<SocketAddr>, b: Option<SocketAddr>) -> v1::CreateSessionRequest {
@@ -190,28 +113,6 @@ fn as_sent(leg: Leg, packets: &[Vec<u8>]) -> Vec<Sent> {
             bytes: bytes.clone(),
         })
         .collect()
-}
-
-async fn scrape(w: &WorkerProcess, metric: &str) -> f64 {
-    let text = tokio::task::spawn_blocking({
-        let addr = w.metrics;
-        move || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out
-        }
-    })
-    .await
-    .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(metric) && l[metric.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{metric} not in /metrics"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
