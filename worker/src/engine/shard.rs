@@ -624,38 +624,38 @@ impl Shard {
                 break;
             }
             self.timers.pop();
-            if key & JOB != 0 {
-                let slot = key & !JOB;
-                let Some(entry) = self.jobs.get_mut(slot).and_then(Option::as_mut) else {
-                    continue;
-                };
-                if entry.timer != Some(deadline) {
-                    continue; // stale
-                }
-                ran = true;
-                entry.timer = None;
-                if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
-                    self.meter.miss(&self.figures);
-                }
-                if let Err(panic) = guarded(|| self.job_timer(slot, now)) {
-                    self.fail(Target::Job(slot), "timer", &*panic);
-                }
-                continue;
-            }
-            let slot = key;
-            let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            let target = if key & JOB != 0 {
+                Target::Job(key & !JOB)
+            } else {
+                Target::Session(key)
+            };
+            let timer = match target {
+                Target::Job(slot) => self
+                    .jobs
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .map(|e| &mut e.timer),
+                Target::Session(slot) => self
+                    .entries
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .map(|e| &mut e.timer),
+            };
+            // Gone, or a stale heap entry (the deadline moved since).
+            let Some(timer) = timer.filter(|t| **t == Some(deadline)) else {
                 continue;
             };
-            if entry.timer != Some(deadline) {
-                continue; // stale
-            }
+            *timer = None;
             ran = true;
-            entry.timer = None;
             if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
                 self.meter.miss(&self.figures);
             }
-            if let Err(panic) = guarded(|| self.session_timer(slot, now)) {
-                self.fail(Target::Session(slot), "timer", &*panic);
+            let result = guarded(|| match target {
+                Target::Job(slot) => self.job_timer(slot, now),
+                Target::Session(slot) => self.session_timer(slot, now),
+            });
+            if let Err(panic) = result {
+                self.fail(target, "timer", &*panic);
             }
         }
         ran
