@@ -16,35 +16,10 @@ use bridgepool_worker::session::{Channel, Leg};
 use common::*;
 
 mod proc;
-use proc::{WorkerProcess, addr, client, local, scrape};
+use proc::{WorkerProcess, client, local, request, scrape};
 
 fn start_worker(rtp_base: u16, extra: &[&str]) -> WorkerProcess {
     proc::spawn(rtp_base, 200, "w-test", extra, &[])
-}
-
-fn request(call: &str, a: Option<SocketAddr>, b: Option<SocketAddr>) -> v1::CreateSessionRequest {
-    v1::CreateSessionRequest {
-        call_id: call.to_owned(),
-        leg_a: Some(v1::G711Leg {
-            law: v1::G711Law::Pcmu as i32,
-            payload_type: 0,
-            telephone_event_pt: 101,
-            ptime_ms: 20,
-            remote: a.map(addr),
-            direction: v1::Direction::Sendrecv as i32,
-        }),
-        leg_b: Some(v1::OpusLeg {
-            payload_type: 111,
-            telephone_event_pt: 110,
-            ptime_ms: 20,
-            remote: b.map(addr),
-            direction: v1::Direction::Sendrecv as i32,
-            opus: Some(v1::OpusParams {
-                use_inband_fec: true,
-                ..Default::default()
-            }),
-        }),
-    }
 }
 
 fn peer() -> UdpSocket {

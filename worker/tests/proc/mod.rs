@@ -118,3 +118,33 @@ pub async fn scrape(w: &WorkerProcess, metric: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{metric} not in /metrics"))
 }
+
+/// A PCMU <-> Opus session as the scheduler would ask for it (FEC on the Opus leg).
+pub fn request(
+    call: &str,
+    a: Option<SocketAddr>,
+    b: Option<SocketAddr>,
+) -> v1::CreateSessionRequest {
+    v1::CreateSessionRequest {
+        call_id: call.to_owned(),
+        leg_a: Some(v1::G711Leg {
+            law: v1::G711Law::Pcmu as i32,
+            payload_type: 0,
+            telephone_event_pt: 101,
+            ptime_ms: 20,
+            remote: a.map(addr),
+            direction: v1::Direction::Sendrecv as i32,
+        }),
+        leg_b: Some(v1::OpusLeg {
+            payload_type: 111,
+            telephone_event_pt: 110,
+            ptime_ms: 20,
+            remote: b.map(addr),
+            direction: v1::Direction::Sendrecv as i32,
+            opus: Some(v1::OpusParams {
+                use_inband_fec: true,
+                ..Default::default()
+            }),
+        }),
+    }
+}
