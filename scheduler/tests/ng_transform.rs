@@ -11,137 +11,22 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{OpusDecoder, SampleRate};
 use bridgepool_codecs::rtp::{RtpHeader, RtpPacket};
-use bridgepool_ng::{Message, TransformReply, TransformRequest, client};
+use bridgepool_ng::{Dict, Message, TransformReply, TransformRequest, Value, client};
 use bridgepool_proto::v1;
-use bridgepool_proto::v1::scheduler_client::SchedulerClient;
+use bridgepool_proto::v1::worker_client::WorkerClient;
+
+mod common;
+
+use common::{Pool, Proc, ask, free_port, free_udp, metrics};
 
 const TRANSFORM: &[u8] = include_bytes!("../../ng/tests/golden/transform_pcmu_opus_request.bin");
 const DELETE: &[u8] = include_bytes!("../../ng/tests/golden/delete_pcmu_opus_request.bin");
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn worker_binary() -> PathBuf {
-    let me = std::env::current_exe().unwrap();
-    let dir = me.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("bridgepool-worker");
-    assert!(
-        bin.exists(),
-        "{} missing: `cargo build -p bridgepool-worker` first",
-        bin.display()
-    );
-    bin
-}
-
-struct Pool {
-    _scheduler: Proc,
-    _worker: Proc,
-    ng: SocketAddr,
-    metrics: SocketAddr,
-}
-
-/// The scheduler's /metrics text.
-fn metrics(addr: SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
-    text
-}
-
-async fn pool() -> Pool {
-    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let ng = free_udp();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let scheduler = Proc(
-        Command::new(env!("CARGO_BIN_EXE_bridgepool-scheduler"))
-            .args(["--grpc-listen", &grpc.to_string()])
-            .args(["--metrics-listen", &metrics.to_string()])
-            .args(["--log", "warn"])
-            .env("BRIDGEPOOL_NG_LISTEN", ng.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let worker = Proc(
-        Command::new(worker_binary())
-            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--scheduler", &format!("http://{grpc}")])
-            .args([
-                "--worker-id",
-                "ng-w1",
-                "--heartbeat-interval",
-                "250ms",
-                "--cores",
-                "0",
-            ])
-            .args(["--log", "warn"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut c) = SchedulerClient::connect(format!("http://{grpc}")).await {
-            let w = c
-                .list_workers(v1::ListWorkersRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .workers;
-            if w.iter().any(|w| w.state == v1::WorkerState::Ready as i32) {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "the worker never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Pool {
-        _scheduler: scheduler,
-        _worker: worker,
-        ng,
-        metrics,
-    }
-}
-
-/// Sends one ng datagram, returns the reply datagram.
-fn ask(sock: &UdpSocket, to: SocketAddr, datagram: &[u8]) -> Vec<u8> {
-    sock.send_to(datagram, to).unwrap();
-    let mut buf = vec![0u8; 65536];
-    let (n, _) = sock.recv_from(&mut buf).expect("no ng reply");
-    buf.truncate(n);
-    buf
-}
 
 fn pcmu_packet(seq: u16, ts: u32) -> Vec<u8> {
     let pcm: Vec<i16> = (0..160)
@@ -165,7 +50,7 @@ fn pcmu_packet(seq: u16, ts: u32) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transform_pcmu_to_opus_over_udp() {
-    let pool = pool().await;
+    let pool = Pool::start(1, &[]).await;
     let ng = UdpSocket::bind("127.0.0.1:0").unwrap();
     ng.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let media = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -174,16 +59,16 @@ async fn transform_pcmu_to_opus_over_udp() {
         .unwrap();
 
     // Health, an unknown command, garbage.
-    let pong = ask(&ng, pool.ng, b"12727_1 d7:command4:pinge");
+    let pong = ask(&ng, pool.first().ng, b"12727_1 d7:command4:pinge");
     assert_eq!(pong, b"12727_1 d6:result4:ponge");
-    let unknown = ask(&ng, pool.ng, b"u1 d7:command5:offere");
+    let unknown = ask(&ng, pool.first().ng, b"u1 d7:command5:offere");
     assert_eq!(
         client::parse_reply(&unknown, "u1"),
         Err(client::ReplyError::Refused {
             reason: "Unrecognized command".into()
         })
     );
-    let garbage = ask(&ng, pool.ng, b"g1 d7:command");
+    let garbage = ask(&ng, pool.first().ng, b"g1 d7:command");
     assert!(client::parse_reply(&garbage, "g1").is_err());
 
     // The relay's captured request, destination rewritten to our media socket.
@@ -192,7 +77,7 @@ async fn transform_pcmu_to_opus_over_udp() {
     request.media[0].destination = media.local_addr().unwrap();
     let cookie = std::str::from_utf8(&captured.cookie).unwrap().to_owned();
     let datagram = client::frame(&cookie, &request.to_body());
-    let raw_reply = ask(&ng, pool.ng, &datagram);
+    let raw_reply = ask(&ng, pool.first().ng, &datagram);
     let body = client::parse_reply(&raw_reply, &cookie).expect("transform refused");
     let reply = TransformReply::from_body(&body).expect("reply the relay would reject");
     assert_eq!(reply.call_id, "16072129 for tfm-e2e-1");
@@ -200,10 +85,10 @@ async fn transform_pcmu_to_opus_over_udp() {
     let job_addr = reply.media[0].addr;
 
     // A resend (the relay retries with the same cookie) gets the same bytes, and no second job.
-    assert_eq!(ask(&ng, pool.ng, &datagram), raw_reply);
+    assert_eq!(ask(&ng, pool.first().ng, &datagram), raw_reply);
     let listed = ask(
         &ng,
-        pool.ng,
+        pool.first().ng,
         &client::frame("l1", &bridgepool_ng::Dict::new().with("command", "list")),
     );
     let listed = client::parse_reply(&listed, "l1").unwrap();
@@ -216,7 +101,7 @@ async fn transform_pcmu_to_opus_over_udp() {
     );
     let stats = ask(
         &ng,
-        pool.ng,
+        pool.first().ng,
         &client::frame(
             "s1",
             &bridgepool_ng::Dict::new().with("command", "statistics"),
@@ -276,7 +161,7 @@ async fn transform_pcmu_to_opus_over_udp() {
     }
 
     // The relay's captured delete (same call-id/from-tag as the reply), then the port is free.
-    let deleted = ask(&ng, pool.ng, DELETE);
+    let deleted = ask(&ng, pool.first().ng, DELETE);
     let deleted = client::parse_reply(&deleted, "c7805a4ecf1959b7").unwrap();
     assert_eq!(deleted.get("warning"), None);
     assert!(
@@ -286,14 +171,14 @@ async fn transform_pcmu_to_opus_over_udp() {
     // Deleting again: ok with rtpengine's warning.
     let again = ask(
         &ng,
-        pool.ng,
+        pool.first().ng,
         &client::frame("d2", &client::delete(&reply.call_id, &reply.from_tag)),
     );
     let again = client::parse_reply(&again, "d2").unwrap();
     assert!(again.get("warning").is_some());
 
     // Counted: one transform handled, its resend answered from the cache, one PCMU -> opus job.
-    let text = metrics(pool.metrics);
+    let text = metrics(pool.first().metrics);
     for line in [
         "bridgepool_scheduler_ng_requests_total{command=\"transform\",outcome=\"ok\"} 1",
         "bridgepool_scheduler_ng_requests_total{command=\"transform\",outcome=\"cached\"} 1",
@@ -349,29 +234,99 @@ async fn unsupported_pair_and_no_worker_are_refused_at_once() {
     ));
 }
 
-/// Through a transform-capable rtpengine relay (see /work/shared/peers/rtpengine-transform/README.md):
-/// needs `RTPENGINE_BIN`; skipped with a message otherwise.
-#[test]
-fn through_a_real_relay() {
+/// A job belongs to the worker, not to the replica that placed it: with the placing replica
+/// killed, another replica finds it (query), and the killed one, restarted with no memory, deletes
+/// it; the worker then holds no job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_outlives_the_replica_that_placed_it() {
+    let mut pool = Pool::start(2, &[]).await;
+    let (first, second) = (pool.replicas[0], pool.replicas[1]);
+    let ng = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ng.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let reply = ask(
+        &ng,
+        first.ng,
+        &client::frame("r1", &Message::parse(TRANSFORM).unwrap().body),
+    );
+    let placed = TransformReply::from_body(&client::parse_reply(&reply, "r1").unwrap()).unwrap();
+    let query = Dict::new()
+        .with("command", "query")
+        .with("call-id", placed.call_id.as_str())
+        .with("from-tag", placed.from_tag.as_str());
+
+    pool.kill(0);
+    let found = client::parse_reply(&ask(&ng, second.ng, &client::frame("r2", &query)), "r2")
+        .expect("the other replica does not find the job");
+    let local_port = found
+        .get("tags")
+        .and_then(Value::as_dict)
+        .and_then(|t| t.get(&placed.from_tag))
+        .and_then(Value::as_dict)
+        .and_then(|t| t.get("medias"))
+        .and_then(|m| match m {
+            Value::List(l) => l.first().and_then(Value::as_dict),
+            _ => None,
+        })
+        .and_then(|m| m.get("streams"))
+        .and_then(|s| match s {
+            Value::List(l) => l.first().and_then(Value::as_dict),
+            _ => None,
+        })
+        .and_then(|s| s.int("local port"));
+    assert_eq!(
+        local_port,
+        Some(i64::from(placed.media[0].addr.port())),
+        "{found:?}"
+    );
+
+    pool.restart(0);
+    first.wait_for_worker().await;
+    let delete = client::delete(&placed.call_id, &placed.from_tag);
+    let deleted = client::parse_reply(&ask(&ng, first.ng, &client::frame("r3", &delete)), "r3")
+        .expect("the restarted replica does not delete the job");
+    assert!(
+        deleted.get("totals").is_some(),
+        "a delete that found the job reports totals: {deleted:?}"
+    );
+    let mut worker = WorkerClient::connect(format!("http://{}", pool.worker_grpc))
+        .await
+        .unwrap();
+    let left = worker
+        .list_jobs(v1::ListJobsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert!(left.is_empty(), "jobs left on the worker: {left:?}");
+    // Gone for every replica now.
+    let again = client::parse_reply(&ask(&ng, second.ng, &client::frame("r4", &query)), "r4");
+    assert!(
+        matches!(again, Err(client::ReplyError::Refused { .. })),
+        "{again:?}"
+    );
+}
+
+/// Runs the peer folder's end-to-end check through a transform-capable rtpengine relay that
+/// offloads to `pool`; `None` (with a message) when `RTPENGINE_BIN` is not set. Returns whether
+/// the check passed and its output.
+fn through_relay(test: &str, pool_ng: SocketAddr) -> Option<(bool, String)> {
     let Ok(bin) = std::env::var("RTPENGINE_BIN") else {
         eprintln!(
-            "SKIPPED through_a_real_relay: RTPENGINE_BIN is not set (a transform-capable rtpengine, mr13.3.1.1+, is needed; Debian's 10.5 is too old)"
+            "SKIPPED {test}: RTPENGINE_BIN is not set (a transform-capable rtpengine, mr13.3.1.1+, is needed; Debian's 10.5 is too old)"
         );
-        return;
+        return None;
     };
     let peer = PathBuf::from(
         std::env::var("RTPENGINE_PEER_DIR")
             .unwrap_or_else(|_| "/work/shared/peers/rtpengine-transform".into()),
     );
     let conf = std::fs::read_to_string(peer.join("relay.conf")).expect("relay.conf");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pool = rt.block_on(pool());
     let relay_ng = free_udp();
     let conf = conf
         .replace("@RELAY_IP@", "127.0.0.1")
         .replace("@RELAY_NG_PORT@", &relay_ng.port().to_string())
-        .replace("@TRANSFORMER_NG@", &pool.ng.to_string());
-    let dir = std::env::temp_dir().join(format!("bp-relay-{}", std::process::id()));
+        .replace("@TRANSFORMER_NG@", &pool_ng.to_string());
+    let dir = std::env::temp_dir().join(format!("bp-relay-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let conf_path = dir.join("R.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -389,15 +344,24 @@ fn through_a_real_relay() {
         .env("R_NG", relay_ng.to_string())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     eprintln!("{stdout}");
-    assert!(
-        run.status.success(),
-        "transform_e2e.py failed through the relay"
-    );
+    Some((run.status.success(), stdout))
+}
+
+/// Through a transform-capable rtpengine relay (see /work/shared/peers/rtpengine-transform/README.md):
+/// needs `RTPENGINE_BIN`; skipped with a message otherwise.
+#[test]
+fn through_a_real_relay() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pool = rt.block_on(Pool::start(1, &[]));
+    let Some((passed, stdout)) = through_relay("through_a_real_relay", pool.first().ng) else {
+        return;
+    };
+    assert!(passed, "transform_e2e.py failed through the relay");
     // The relay falls back to transcoding locally when the pool fails, and the script passes
     // either way: the pool must have served both directions.
-    let text = metrics(pool.metrics);
+    let text = metrics(pool.first().metrics);
     for pair in [
         "{input=\"PCMU\",output=\"opus\"} 1",
         "{input=\"opus\",output=\"PCMU\"} 1",
@@ -415,4 +379,45 @@ fn through_a_real_relay() {
             .unwrap_or_else(|| panic!("unexpected line {line}"));
         assert!((45..=53).contains(&got), "{line}");
     }
+}
+
+/// A full pool refuses at once and the call still carries media both ways: the relay transcodes
+/// it itself. The refusals are counted and no job is created.
+#[test]
+fn a_full_pool_falls_back_to_the_relay() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Half a core per call against a 5 % admission limit: a registered worker that admits nothing.
+    let pool = rt.block_on(Pool::start(
+        1,
+        &["--session-cost", "0.5", "--admission-busy", "0.05"],
+    ));
+    let Some((passed, _)) = through_relay("a_full_pool_falls_back_to_the_relay", pool.first().ng)
+    else {
+        return;
+    };
+    assert!(
+        passed,
+        "the call failed when the pool was full: the relay did not fall back"
+    );
+    let text = metrics(pool.first().metrics);
+    let refused = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "bridgepool_scheduler_ng_requests_total{command=\"transform\",outcome=\"error\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        refused >= 2,
+        "both directions' transforms refused and counted:\n{text}"
+    );
+    assert!(
+        !text.lines().any(
+            |l| l.starts_with("bridgepool_scheduler_ng_jobs_created_total{") && !l.ends_with(" 0")
+        ),
+        "a job was created on a full pool:\n{text}"
+    );
 }
