@@ -342,6 +342,10 @@ fn through_relay(test: &str, pool_ng: SocketAddr) -> Option<(bool, String)> {
     let run = Command::new("python3")
         .arg(peer.join("transform_e2e.py"))
         .env("R_NG", relay_ng.to_string())
+        // Tests run side by side: each call its own id and media ports.
+        .env("A_PORT", free_udp().port().to_string())
+        .env("B_PORT", free_udp().port().to_string())
+        .env("CALLID", test)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();

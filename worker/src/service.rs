@@ -433,13 +433,16 @@ impl Worker for WorkerService {
         if self.state.drain.is_draining() {
             return Err(Status::unavailable("draining: place the job elsewhere"));
         }
+        // Joins the scheduler's `ng` span of the relay's transform (W3C traceparent).
+        let span = tracing::info_span!("create_job", call_id = %request.get_ref().call_id);
+        adopt_remote_parent(&span, request.metadata());
         let state = &self.state;
-        Ok(Response::new(
-            state
-                .jobs
-                .create(&state.engine, request.into_inner())
-                .await?,
-        ))
+        let created = state
+            .jobs
+            .create(&state.engine, request.into_inner())
+            .instrument(span)
+            .await?;
+        Ok(Response::new(created))
     }
 
     async fn delete_job(

@@ -6,9 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bridgepool_proto::telemetry::inject_context;
 use bridgepool_proto::v1;
+use bridgepool_proto::v1::worker_client::WorkerClient;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::placement;
@@ -19,6 +22,9 @@ use crate::service::SchedulerState;
 const TRIES: usize = 3;
 /// A worker call on the ng path must leave the relay time to fall back (it waits 50 ms per try).
 const NG_WORKER_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A live worker: its id and endpoint.
+type Target = (Arc<str>, String);
 
 /// Why no job was created.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +94,7 @@ impl JobPool {
             };
             let mut call = Request::new(request.clone());
             call.set_timeout(self.timeout());
+            inject_context(&tracing::Span::current(), call.metadata_mut());
             match client.create_job(call).await {
                 Ok(response) => {
                     let key = (request.call_id.clone(), request.from_tag.clone());
@@ -115,89 +122,119 @@ impl JobPool {
         self.placed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Live workers' (id, endpoint), the indexed one for `key` first.
-    fn targets(&self, key: Option<&(String, String)>) -> Vec<(Arc<str>, String)> {
+    /// Live workers' (id, endpoint), the one indexed for `key` split off first.
+    fn targets(&self, key: Option<&(String, String)>) -> (Option<Target>, Vec<Target>) {
         let first = key.and_then(|k| self.index().get(k).cloned());
         let registry = self.state.registry();
-        let mut all: Vec<(Arc<str>, String)> = registry
+        let mut all: Vec<Target> = registry
             .iter()
             .filter(|(_, w)| w.state != WorkerState::Lost)
             .map(|(id, w)| (id.clone(), w.endpoint.clone()))
             .collect();
-        if let Some(first) = first
-            && let Some(pos) = all.iter().position(|(id, _)| *id == first)
-        {
-            all.swap(0, pos);
+        let first = first
+            .and_then(|first| all.iter().position(|(id, _)| *id == first))
+            .map(|pos| all.swap_remove(pos));
+        (first, all)
+    }
+
+    /// Asks `workers` all at once (one by one, a replica that never saw the job would pay a round
+    /// trip per worker); returns the answers that came, with who gave them.
+    async fn ask_each<R, F, Fut>(&self, workers: Vec<Target>, ask: F) -> Vec<(Arc<str>, R)>
+    where
+        F: Fn(WorkerClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<R, Status>> + Send + 'static,
+        R: Send + 'static,
+    {
+        let mut calls = tokio::task::JoinSet::new();
+        for (id, endpoint) in workers {
+            if let Ok(client) = self.state.client(&endpoint) {
+                let call = ask(client, self.timeout());
+                calls.spawn(async move { (id, call.await) });
+            }
         }
-        all
+        let mut answers = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            if let Ok((id, Ok(answer))) = joined {
+                answers.push((id, answer));
+            }
+        }
+        answers
+    }
+
+    /// The jobs `job` names: from the indexed worker alone when it has them (the common case: the
+    /// relay deletes through the replica that placed the job), else from every live worker.
+    async fn find<R, F, Fut>(&self, job: &v1::JobRef, ask: F) -> Vec<(Arc<str>, Vec<R>)>
+    where
+        F: Fn(WorkerClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<Vec<R>, Status>> + Send + 'static,
+        R: Send + 'static,
+    {
+        let key = (job.call_id.clone(), job.from_tag.clone());
+        let (first, rest) = self.targets((!job.any_tag).then_some(&key));
+        if let Some(first) = first {
+            let found = self.ask_each(vec![first], &ask).await;
+            if found.iter().any(|(_, jobs)| !jobs.is_empty()) {
+                return found;
+            }
+        }
+        self.ask_each(rest, &ask).await
     }
 
     /// Deletes the jobs `job` names wherever they are; returns their final figures.
     pub async fn delete(&self, job: v1::JobRef) -> Vec<v1::JobStats> {
-        let key = (job.call_id.clone(), job.from_tag.clone());
+        let request = job.clone();
+        let answers = self
+            .find(&job, move |mut client, timeout| {
+                let mut call = Request::new(request.clone());
+                call.set_timeout(timeout);
+                async move { Ok(client.delete_job(call).await?.into_inner().deleted) }
+            })
+            .await;
         let mut deleted = Vec::new();
-        for (worker, endpoint) in self.targets((!job.any_tag).then_some(&key)) {
-            let Ok(mut client) = self.state.client(&endpoint) else {
-                continue;
-            };
-            let mut call = Request::new(job.clone());
-            call.set_timeout(self.timeout());
-            if let Ok(r) = client.delete_job(call).await {
-                let jobs = r.into_inner().deleted;
-                for j in &jobs {
-                    self.state
-                        .registry()
-                        .released(&worker, &format!("job:{}:{}", j.call_id, j.from_tag));
-                }
-                let found = !jobs.is_empty();
-                deleted.extend(jobs);
-                // A job lives on one worker: stop at the first that had it.
-                if found && !job.any_tag {
-                    break;
-                }
+        for (worker, jobs) in answers {
+            for j in &jobs {
+                self.state
+                    .registry()
+                    .released(&worker, &format!("job:{}:{}", j.call_id, j.from_tag));
             }
+            deleted.extend(jobs);
         }
         let mut index = self.index();
         if job.any_tag {
             index.retain(|(c, _), _| *c != job.call_id);
         } else {
-            index.remove(&key);
+            index.remove(&(job.call_id.clone(), job.from_tag.clone()));
         }
         deleted
     }
 
     /// The figures of the jobs `job` names.
     pub async fn query(&self, job: v1::JobRef) -> Vec<v1::JobStats> {
-        let key = (job.call_id.clone(), job.from_tag.clone());
-        let mut found = Vec::new();
-        for (_, endpoint) in self.targets((!job.any_tag).then_some(&key)) {
-            let Ok(mut client) = self.state.client(&endpoint) else {
-                continue;
-            };
-            let mut call = Request::new(job.clone());
-            call.set_timeout(self.timeout());
-            if let Ok(r) = client.get_job(call).await {
-                found.extend(r.into_inner().jobs);
-                if !found.is_empty() && !job.any_tag {
-                    break;
-                }
-            }
-        }
-        found
+        let request = job.clone();
+        self.find(&job, move |mut client, timeout| {
+            let mut call = Request::new(request.clone());
+            call.set_timeout(timeout);
+            async move { Ok(client.get_job(call).await?.into_inner().jobs) }
+        })
+        .await
+        .into_iter()
+        .flat_map(|(_, jobs)| jobs)
+        .collect()
     }
 
     /// Every job on every live worker.
     pub async fn list(&self) -> Result<Vec<v1::JobStats>, Status> {
-        let mut all = Vec::new();
-        for (_, endpoint) in self.targets(None) {
-            let mut client = self.state.client(&endpoint)?;
-            let mut call = Request::new(v1::ListJobsRequest {});
-            call.set_timeout(self.timeout());
-            if let Ok(r) = client.list_jobs(call).await {
-                all.extend(r.into_inner().jobs);
-            }
-        }
-        Ok(all)
+        let (_, all) = self.targets(None);
+        Ok(self
+            .ask_each(all, |mut client, timeout| {
+                let mut call = Request::new(v1::ListJobsRequest {});
+                call.set_timeout(timeout);
+                async move { Ok(client.list_jobs(call).await?.into_inner().jobs) }
+            })
+            .await
+            .into_iter()
+            .flat_map(|(_, jobs)| jobs)
+            .collect())
     }
 
     /// Live two-way sessions the workers last reported.
