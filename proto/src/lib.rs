@@ -14,3 +14,39 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("bridgepool_v1_descriptor");
 }
+
+/// The name a one-way job goes by in a worker's heartbeat (`WorkerStatus.session_ids`) and in
+/// the scheduler's registry: `job:`, the call-id's length, `:`, the call-id, then the from-tag
+/// (a call-id may hold any character, `:` included, so its length marks where the tag starts).
+pub fn job_key(call_id: &str, from_tag: &str) -> String {
+    format!("job:{}:{call_id}{from_tag}", call_id.len())
+}
+
+/// The (call-id, from-tag) of a [`job_key`]; `None` for a session id or a malformed key.
+pub fn parse_job_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("job:")?;
+    let (len, named) = rest.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    // `split_at_checked` is None past the end or inside a character.
+    named.split_at_checked(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_keys_round_trip_whatever_the_call_id_holds() {
+        for (call, tag) in [
+            ("abc", "t1"),
+            ("0a1b2c3d for x:y@host", ""),
+            ("", "tag"),
+            ("é:é", "ü"),
+        ] {
+            assert_eq!(parse_job_key(&job_key(call, tag)), Some((call, tag)));
+        }
+        for bad in ["1f2e", "job:", "job:x:abc", "job:9:abc", "job:1:é"] {
+            assert_eq!(parse_job_key(bad), None, "{bad}");
+        }
+    }
+}

@@ -39,9 +39,16 @@ pub struct Metrics {
     allocations: [[AtomicU64; 4]; 2],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
+    /// [sessions, one-way jobs] that were on a worker when it was lost.
+    lost: [AtomicU64; 2],
 }
 
 impl Metrics {
+    /// Counts one session (`true`) or one-way job on a worker that was lost.
+    pub fn lost_with_worker(&self, session: bool) {
+        self.lost[usize::from(!session)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one Allocate.
     pub fn allocation(&self, transcode: bool, outcome: Outcome, took: Duration) {
         let o = OUTCOMES
@@ -66,6 +73,19 @@ impl Metrics {
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
+        head(
+            &mut out,
+            "bridgepool_scheduler_lost_with_worker_total",
+            "counter",
+            "Sessions and one-way jobs that were on a worker when it was lost (their media stopped).",
+        );
+        for (i, kind) in ["session", "job"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "bridgepool_scheduler_lost_with_worker_total{{kind=\"{kind}\"}} {}",
+                load(&self.lost[i])
+            );
+        }
         head(
             &mut out,
             "bridgepool_scheduler_allocations_total",

@@ -109,13 +109,28 @@ impl SchedulerState {
                 worker_id: worker.clone(),
             });
             for local in sessions {
-                let _ = self.events.send(v1::SessionEvent {
-                    session_id: format!("{worker}/{local}"),
-                    call_id: String::new(),
-                    kind: v1::EventKind::WorkerLost as i32,
-                    detail: format!(
-                        "worker {worker} lost: the call has no media; re-INVITE or BYE"
+                // A one-way job is named by the relay's call: say which, and what the relay does
+                // not do (it does not offload the direction again by itself).
+                let (session_id, call_id, detail) = match bridgepool_proto::parse_job_key(&local) {
+                    Some((call_id, from_tag)) => (
+                        String::new(),
+                        call_id.to_owned(),
+                        format!(
+                            "worker {worker} lost: the transform job of from-tag {from_tag:?} has no media; the relay keeps sending to it until a re-INVITE or BYE"
+                        ),
                     ),
+                    None => (
+                        format!("{worker}/{local}"),
+                        String::new(),
+                        format!("worker {worker} lost: the call has no media; re-INVITE or BYE"),
+                    ),
+                };
+                self.metrics.lost_with_worker(call_id.is_empty());
+                let _ = self.events.send(v1::SessionEvent {
+                    session_id,
+                    call_id,
+                    kind: v1::EventKind::WorkerLost as i32,
+                    detail,
                     leg_a: None,
                     leg_b: None,
                     worker_id: worker.clone(),

@@ -19,6 +19,7 @@ use bridgepool_codecs::opus::{OpusDecoder, SampleRate};
 use bridgepool_codecs::rtp::{RtpHeader, RtpPacket};
 use bridgepool_ng::{Dict, Message, TransformReply, TransformRequest, Value, client};
 use bridgepool_proto::v1;
+use bridgepool_proto::v1::scheduler_client::SchedulerClient;
 use bridgepool_proto::v1::worker_client::WorkerClient;
 
 mod common;
@@ -303,6 +304,50 @@ async fn a_job_outlives_the_replica_that_placed_it() {
     assert!(
         matches!(again, Err(client::ReplyError::Refused { .. })),
         "{again:?}"
+    );
+}
+
+/// A worker lost mid-call: its one-way jobs are reported on Watch by the relay's call-id, and
+/// counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_workers_jobs_are_reported() {
+    let mut pool = Pool::start(1, &[]).await;
+    let replica = pool.first();
+    let ng = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ng.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let reply = ask(
+        &ng,
+        replica.ng,
+        &client::frame("l1", &Message::parse(TRANSFORM).unwrap().body),
+    );
+    let placed = TransformReply::from_body(&client::parse_reply(&reply, "l1").unwrap()).unwrap();
+    let mut scheduler = SchedulerClient::connect(format!("http://{}", replica.grpc))
+        .await
+        .unwrap();
+    let mut watch = scheduler
+        .watch(v1::WatchRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Heartbeats every 250 ms carry the job; then the worker dies.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    pool.kill_worker();
+    let event = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let e = watch.message().await.unwrap().expect("watch ended");
+            if e.kind == v1::EventKind::WorkerLost as i32 && !e.call_id.is_empty() {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("no WorkerLost event naming the job's call");
+    assert_eq!(event.call_id, placed.call_id);
+    assert!(event.detail.contains(&placed.from_tag), "{}", event.detail);
+    let text = metrics(replica.metrics);
+    assert!(
+        text.contains("bridgepool_scheduler_lost_with_worker_total{kind=\"job\"} 1"),
+        "{text}"
     );
 }
 

@@ -19,7 +19,7 @@ use tonic::transport::{Channel, Server};
 
 use crate::config::WorkerConfig;
 use crate::drain::Drain;
-use crate::engine::{Engine, EngineEvent, EngineEventKind};
+use crate::engine::{Engine, EngineEvent, EngineEventKind, JobSelector};
 use crate::service::{WorkerService, WorkerState};
 use crate::session::{EndReason, Timeouts};
 
@@ -301,14 +301,23 @@ async fn heartbeat(state: Arc<WorkerState>, endpoint: String, interval: Duration
     let mut failing = false;
     loop {
         ticker.tick().await;
+        let mut session_ids: Vec<String> = state
+            .engine
+            .sessions()
+            .iter()
+            .map(|id| format!("{id:x}"))
+            .collect();
+        // One-way jobs too, so the schedulers can name them if this worker is lost.
+        if state.engine.job_count() > 0 {
+            let jobs = state.engine.query_jobs(JobSelector::All).await;
+            session_ids.extend(
+                jobs.iter()
+                    .map(|j| bridgepool_proto::job_key(&j.name.0, &j.name.1)),
+            );
+        }
         let status = v1::WorkerStatus {
             stats: Some(state.stats()),
-            session_ids: state
-                .engine
-                .sessions()
-                .iter()
-                .map(|id| format!("{id:x}"))
-                .collect(),
+            session_ids,
         };
         match client.heartbeat(status).await {
             Ok(_) if failing => {

@@ -100,7 +100,7 @@ impl JobPool {
                     let key = (request.call_id.clone(), request.from_tag.clone());
                     self.state
                         .registry()
-                        .placed(&worker, &format!("job:{}:{}", key.0, key.1));
+                        .placed(&worker, &bridgepool_proto::job_key(&key.0, &key.1));
                     self.index().insert(key, worker.clone());
                     return Ok((worker, response.into_inner()));
                 }
@@ -195,7 +195,7 @@ impl JobPool {
             for j in &jobs {
                 self.state
                     .registry()
-                    .released(&worker, &format!("job:{}:{}", j.call_id, j.from_tag));
+                    .released(&worker, &bridgepool_proto::job_key(&j.call_id, &j.from_tag));
             }
             deleted.extend(jobs);
         }

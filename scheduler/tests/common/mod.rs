@@ -135,7 +135,7 @@ pub struct Pool {
     /// The replicas' addresses, by index.
     pub replicas: Vec<Replica>,
     schedulers: Vec<Option<Proc>>,
-    _worker: Proc,
+    worker: Option<Proc>,
     /// The worker's gRPC address.
     pub worker_grpc: SocketAddr,
 }
@@ -161,7 +161,7 @@ impl Pool {
         let pool = Self {
             replicas: addrs,
             schedulers,
-            _worker: Proc(worker.spawn().unwrap()),
+            worker: Some(Proc(worker.spawn().unwrap())),
             worker_grpc,
         };
         for r in &pool.replicas {
@@ -178,6 +178,11 @@ impl Pool {
     /// Kills replica `i` (SIGKILL: no goodbye to anyone).
     pub fn kill(&mut self, i: usize) {
         self.schedulers[i] = None;
+    }
+
+    /// Kills the worker (SIGKILL: its calls lose media, the schedulers find out by its silence).
+    pub fn kill_worker(&mut self) {
+        self.worker = None;
     }
 
     /// Starts replica `i` again on the same addresses (after [`Pool::kill`]).
