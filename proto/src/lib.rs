@@ -5,6 +5,18 @@
 
 pub mod telemetry;
 
+/// Limits both services put on what a client may send (a control listener is an attack surface).
+pub mod limits {
+    /// Largest request the Worker service decodes: its requests name a call and a few codecs.
+    pub const MAX_WORKER_REQUEST: usize = 64 * 1024;
+    /// Largest request the Scheduler service decodes: a heartbeat lists every session and job
+    /// of a worker (about 60 bytes each), so a full worker's stays well under this.
+    pub const MAX_SCHEDULER_REQUEST: usize = 1024 * 1024;
+    /// HTTP/2 streams one connection may have open at once (the schedulers' pooled channels
+    /// need far fewer; a client opening more waits, it does not grow the server's memory).
+    pub const STREAMS_PER_CONNECTION: u32 = 512;
+}
+
 /// Generated code for package `bridgepool.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub)]
 pub mod v1 {

@@ -11,14 +11,18 @@ use clap::Parser;
 #[derive(Clone, Debug, Parser)]
 #[command(name = "bridgepool-scheduler", version)]
 pub struct SchedulerArgs {
-    /// gRPC listen address (Scheduler service, health, reflection).
-    #[arg(long, env = "BRIDGEPOOL_GRPC_LISTEN", default_value = "0.0.0.0:50051")]
+    /// gRPC listen address (Scheduler service, health, reflection); loopback unless given.
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_GRPC_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub grpc_listen: String,
-    /// Prometheus /metrics listen address.
+    /// Prometheus /metrics listen address; loopback unless given.
     #[arg(
         long,
         env = "BRIDGEPOOL_METRICS_LISTEN",
-        default_value = "0.0.0.0:9101"
+        default_value = "127.0.0.1:9101"
     )]
     pub metrics_listen: String,
     /// A worker silent for this long is lost.
@@ -45,6 +49,9 @@ pub struct SchedulerArgs {
     /// UDP address of the ng control protocol (rtpengine `transform`, ping, delete...); off unless set.
     #[arg(long, env = "BRIDGEPOOL_NG_LISTEN")]
     pub ng_listen: Option<String>,
+    /// ng datagrams per second accepted from one source IP (excess dropped and counted); 0: no limit.
+    #[arg(long, env = "BRIDGEPOOL_NG_RATE_LIMIT", default_value_t = 2000)]
+    pub ng_rate_limit: u32,
 }
 
 /// The checked configuration.
@@ -66,6 +73,8 @@ pub struct SchedulerConfig {
     pub log: String,
     /// ng listen address, if the ng server is on.
     pub ng_listen: Option<SocketAddr>,
+    /// ng datagrams per second per source IP; 0: no limit.
+    pub ng_rate_limit: u32,
 }
 
 /// One bad option.
@@ -145,6 +154,7 @@ impl SchedulerArgs {
                     otlp_endpoint: self.otlp_endpoint.clone(),
                     log: self.log.clone(),
                     ng_listen,
+                    ng_rate_limit: self.ng_rate_limit,
                 })
             }
             _ => Err(errors),
@@ -200,5 +210,9 @@ mod tests {
         let c = SchedulerArgs::parse_from(["s"]).validate().unwrap();
         assert_eq!(c.worker_lease, Duration::from_secs(3));
         assert_eq!(c.grpc_listen.port(), 50051);
+        // Nothing is exposed beyond the host unless an address is given.
+        assert!(c.grpc_listen.ip().is_loopback() && c.metrics_listen.ip().is_loopback());
+        assert_eq!(c.ng_listen, None);
+        assert_eq!(c.ng_rate_limit, 2000);
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use bridgepool_proto::v1;
 use bridgepool_proto::v1::scheduler_server::SchedulerServer;
+use bridgepool_proto::{limits, v1};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
@@ -59,10 +59,10 @@ pub async fn serve(
         let socket = tokio::net::UdpSocket::bind(addr)
             .await
             .map_err(|e| ServeError::Ng(format!("{addr}: {e}")))?;
-        let ng = Arc::new(crate::ng::NgServer::new(
-            state.clone(),
-            crate::ng::random_instance(),
-        ));
+        let ng = Arc::new(
+            crate::ng::NgServer::new(state.clone(), crate::ng::random_instance())
+                .with_rate_limit(config.ng_rate_limit),
+        );
         tracing::info!(%addr, "ng server listening");
         tokio::spawn(crate::ng::run(socket, ng));
     }
@@ -84,7 +84,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let mut builder = Server::builder();
+    let mut builder =
+        Server::builder().max_concurrent_streams(Some(limits::STREAMS_PER_CONNECTION));
     if let Some((cert, key, ca)) = &config.tls {
         let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())))
@@ -102,7 +103,10 @@ pub async fn serve(
     builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(SchedulerServer::new(SchedulerService::new(state)))
+        .add_service(
+            SchedulerServer::new(SchedulerService::new(state))
+                .max_decoding_message_size(limits::MAX_SCHEDULER_REQUEST),
+        )
         .serve_with_incoming_shutdown(incoming(grpc), shutdown)
         .await?;
     Ok(())

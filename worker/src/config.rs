@@ -13,17 +13,21 @@ use crate::engine::EngineConfig;
 #[derive(Clone, Debug, Parser)]
 #[command(name = "bridgepool-worker", version)]
 pub struct WorkerArgs {
-    /// gRPC listen address (Worker service, health, reflection).
-    #[arg(long, env = "BRIDGEPOOL_GRPC_LISTEN", default_value = "0.0.0.0:50061")]
+    /// gRPC listen address (Worker service, health, reflection); loopback unless given.
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_GRPC_LISTEN",
+        default_value = "127.0.0.1:50061"
+    )]
     pub grpc_listen: String,
     /// Endpoint schedulers use to reach this worker (default: http://<advertise ip>:<grpc port>).
     #[arg(long, env = "BRIDGEPOOL_GRPC_ADVERTISE")]
     pub grpc_advertise: Option<String>,
-    /// Prometheus /metrics listen address.
+    /// Prometheus /metrics listen address; loopback unless given.
     #[arg(
         long,
         env = "BRIDGEPOOL_METRICS_LISTEN",
-        default_value = "0.0.0.0:9102"
+        default_value = "127.0.0.1:9102"
     )]
     pub metrics_listen: String,
     /// Address RTP sockets bind to.
@@ -424,6 +428,23 @@ mod tests {
             let config = validate(&["--busy-poll", "--cores", "0"]).expect("valid");
             assert!(config.engine.busy_poll);
         }
+    }
+
+    #[test]
+    fn control_listeners_default_to_loopback() {
+        let config = WorkerArgs::parse_from(["bridgepool-worker", "--scheduler", "http://s:50051"])
+            .validate()
+            .expect("valid");
+        assert!(
+            config.grpc_listen.ip().is_loopback(),
+            "{}",
+            config.grpc_listen
+        );
+        assert!(
+            config.metrics_listen.ip().is_loopback(),
+            "{}",
+            config.metrics_listen
+        );
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use bridgepool_proto::v1;
 use bridgepool_proto::v1::scheduler_client::SchedulerClient;
 use bridgepool_proto::v1::worker_server::WorkerServer;
+use bridgepool_proto::{limits, v1};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::transport::{Channel, Server};
@@ -111,7 +111,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let mut builder = Server::builder();
+    let mut builder =
+        Server::builder().max_concurrent_streams(Some(limits::STREAMS_PER_CONNECTION));
     if let Some(tls) = &config.tls {
         builder = builder
             .tls_config(server_tls(tls)?)
@@ -125,7 +126,10 @@ pub async fn serve(
     let server = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(WorkerServer::new(WorkerService::new(state.clone())))
+        .add_service(
+            WorkerServer::new(WorkerService::new(state.clone()))
+                .max_decoding_message_size(limits::MAX_WORKER_REQUEST),
+        )
         .serve_with_incoming_shutdown(incoming(grpc), drained);
     // Graceful shutdown waits for open requests and streams; a client that never lets go must
     // not keep a drained worker (and its host's scale-in) alive.

@@ -31,6 +31,7 @@ pub struct NgMetrics {
     latency_sum_us: AtomicU64,
     jobs: [[AtomicU64; 3]; 3],
     panics: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 fn codec_index(c: JobCodec) -> usize {
@@ -74,6 +75,11 @@ impl NgMetrics {
         self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A datagram dropped because its source was over its rate.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A job created for a pair.
     pub fn job(&self, input: JobCodec, output: JobCodec) {
         self.jobs[codec_index(input)][codec_index(output)].fetch_add(1, Ordering::Relaxed);
@@ -87,6 +93,12 @@ impl NgMetrics {
             out,
             "# HELP {name} ng requests whose handling panicked (answered error; the server went on).\n# TYPE {name} counter\n{name} {}",
             load(&self.panics)
+        );
+        let name = "bridgepool_scheduler_ng_rate_limited_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} ng datagrams dropped because their source was over --ng-rate-limit.\n# TYPE {name} counter\n{name} {}",
+            load(&self.rate_limited)
         );
         let name = "bridgepool_scheduler_ng_requests_total";
         let _ = writeln!(

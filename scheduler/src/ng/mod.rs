@@ -8,6 +8,7 @@
 //! `ping`, `transform`, `delete`, `query`, `list`, `statistics` ([`commands`]).
 
 mod commands;
+pub mod limit;
 pub mod metrics;
 pub mod pairs;
 pub mod pool;
@@ -37,6 +38,8 @@ pub struct NgCounters {
     pub malformed: AtomicU64,
     /// Replies with `result: error`.
     pub errors: AtomicU64,
+    /// Datagrams dropped because their source was over its rate.
+    pub rate_limited: AtomicU64,
 }
 
 /// The ng server's shared state.
@@ -51,6 +54,8 @@ pub struct NgServer {
     panic_hook: bool,
     /// When a panic was last logged (ERROR lines are rate-limited).
     panic_logged: Mutex<Option<Instant>>,
+    /// Per-source request rate; `None`: unlimited.
+    limiter: Option<Mutex<limit::SourceLimiter>>,
 }
 
 thread_local! {
@@ -96,7 +101,37 @@ impl NgServer {
             panic_hook: cfg!(debug_assertions)
                 && std::env::var_os("BRIDGEPOOL_TEST_PANIC_HOOK").is_some(),
             panic_logged: Mutex::new(None),
+            limiter: None,
         }
+    }
+
+    /// Limits each source IP to `per_second` datagrams per second (bursts of a quarter second's
+    /// worth, at least 50); 0 leaves it unlimited.
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.limiter = (per_second > 0).then(|| {
+            Mutex::new(limit::SourceLimiter::new(
+                per_second,
+                (per_second / 4).max(50),
+            ))
+        });
+        self
+    }
+
+    /// Whether a datagram from `from` is within its source's rate.
+    fn within_rate(&self, from: SocketAddr) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        let allowed = limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(from.ip(), Instant::now());
+        if !allowed {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.pool.state().ng.rate_limited();
+        }
+        allowed
     }
 
     /// Counts a panic and logs it at ERROR, at most once per [`PANIC_LOG_EVERY`].
@@ -142,6 +177,9 @@ pub async fn run(socket: UdpSocket, server: Arc<NgServer>) {
                 continue;
             }
         };
+        if !server.within_rate(from) {
+            continue;
+        }
         let datagram = &buf[..len];
         // A panic decoding one request costs that request only (answered as malformed).
         CATCHING.with(|c| c.set(true));
