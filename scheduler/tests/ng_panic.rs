@@ -5,45 +5,14 @@
 //! command `bridgepool-test-panic`).
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bridgepool_ng::{Dict, client};
 
-struct Proc(Child);
+mod common;
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ask(sock: &UdpSocket, to: SocketAddr, datagram: &[u8]) -> Vec<u8> {
-    sock.send_to(datagram, to).unwrap();
-    let mut buf = vec![0u8; 65536];
-    let (n, _) = sock.recv_from(&mut buf).expect("no ng reply");
-    buf.truncate(n);
-    buf
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
+use common::{Proc, ask, free_port, metrics as scrape};
 
 #[test]
 fn a_panicking_request_gets_an_error_and_the_server_goes_on() {

@@ -7,42 +7,16 @@
 //! --workspace) builds it. Alone: `cargo build -p bridgepool-worker` first.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bridgepool_proto::v1;
 use bridgepool_proto::v1::scheduler_client::SchedulerClient;
 use tonic::transport::Channel;
 
-struct Proc(Child);
+mod common;
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn worker_binary() -> PathBuf {
-    let me = std::env::current_exe().unwrap();
-    let dir = me.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("bridgepool-worker");
-    assert!(
-        bin.exists(),
-        "{} missing: run the workspace tests (scripts/test.sh) or `cargo build -p bridgepool-worker`",
-        bin.display()
-    );
-    bin
-}
+use common::{Proc, free_port, worker_binary};
 
 fn scheduler(grpc: SocketAddr) -> Proc {
     Proc(
