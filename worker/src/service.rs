@@ -385,6 +385,15 @@ impl Worker for WorkerService {
         }))
     }
 
+    /// A stand-in until the passthrough worker (branch `relay`) lands: the scheduler's ng
+    /// server then finds sessions through its own index only.
+    async fn find_sessions(
+        &self,
+        _request: Request<v1::FindSessionsRequest>,
+    ) -> Result<Response<v1::FindSessionsResponse>, Status> {
+        Err(Status::unimplemented("FindSessions is not in this worker yet"))
+    }
+
     type WatchEventsStream = EventStream;
 
     async fn watch_events(
