@@ -115,7 +115,9 @@ impl SdpRequest {
                 .and_then(|p| u32::try_from(p).ok())
                 .filter(|p| *p > 0),
             label: body.str("label").map(str::to_owned),
-            supports_load_limit: supports.iter().any(|s| s.eq_ignore_ascii_case("load limit")),
+            supports_load_limit: supports
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case("load limit")),
             sdes: strings(body.get("SDES")),
             dtls: body.str("DTLS").map(str::to_owned),
             rtcp_mux: strings(body.get("rtcp-mux")),
@@ -156,7 +158,10 @@ mod tests {
             .with("sdp", "v=0\r\n")
             .with("ICE", "remove")
             .with("label", "caller")
-            .with("replace", Value::str_list(&["origin", "session-connection"]))
+            .with(
+                "replace",
+                Value::str_list(&["origin", "session-connection"]),
+            )
             .with(
                 "codec",
                 Dict::new()

@@ -391,7 +391,9 @@ impl Worker for WorkerService {
         &self,
         _request: Request<v1::FindSessionsRequest>,
     ) -> Result<Response<v1::FindSessionsResponse>, Status> {
-        Err(Status::unimplemented("FindSessions is not in this worker yet"))
+        Err(Status::unimplemented(
+            "FindSessions is not in this worker yet",
+        ))
     }
 
     type WatchEventsStream = EventStream;

@@ -4,16 +4,24 @@ use bridgepool_ng::reply::{self, reasons};
 use bridgepool_ng::{CallRef, Command, Dict, TransformReply, TransformRequest, Value};
 use bridgepool_proto::v1;
 
-use super::pairs;
+use super::calls::CallPool;
 use super::pool::{JobPool, PlaceError};
+use super::{offer, pairs, stats};
 
 /// Answers one request body.
-pub(super) async fn dispatch(pool: &JobPool, instance: &str, body: &Dict) -> Dict {
+pub(super) async fn dispatch(
+    pool: &JobPool,
+    calls: &CallPool,
+    instance: &str,
+    body: &Dict,
+) -> Dict {
     match Command::from_body(body) {
         Some(Command::Ping) => reply::pong(),
+        Some(Command::Offer) => offer::offer(calls, body).await,
+        Some(Command::Answer) => offer::answer(calls, body).await,
         Some(Command::Transform) => transform(pool, instance, body).await,
-        Some(Command::Delete) => delete(pool, body).await,
-        Some(Command::Query) => query(pool, body).await,
+        Some(Command::Delete) => delete(pool, calls, body).await,
+        Some(Command::Query) => query(pool, calls, body).await,
         Some(Command::List) => list(pool, body).await,
         Some(Command::Statistics) => statistics(pool).await,
         _ => reply::error(reasons::UNRECOGNIZED_COMMAND),
@@ -126,10 +134,22 @@ fn totals(jobs: &[v1::JobStats]) -> Dict {
     Dict::new().with("RTP", rtp).with("RTCP", rtcp)
 }
 
-async fn delete(pool: &JobPool, body: &Dict) -> Dict {
+async fn delete(pool: &JobPool, calls: &CallPool, body: &Dict) -> Dict {
     let Some(call) = CallRef::from_body(body) else {
         return reply::error(reasons::NO_CALL_ID);
     };
+    // An offer/answer call first; then the relay's transform jobs under that name.
+    let sessions = calls.delete(&call.call_id).await;
+    if !sessions.is_empty() {
+        if call.has_flag("fast") {
+            return reply::ok();
+        }
+        let figures: Vec<_> = sessions
+            .into_iter()
+            .map(|(f, r)| (f, r.leg_a.unwrap_or_default(), r.leg_b.unwrap_or_default()))
+            .collect();
+        return stats::call_figures(&figures);
+    }
     let deleted = pool
         .delete(job_ref(&call.call_id, call.from_tag.as_deref()))
         .await;
@@ -146,10 +166,18 @@ async fn delete(pool: &JobPool, body: &Dict) -> Dict {
     reply::ok().with("totals", totals(&deleted))
 }
 
-async fn query(pool: &JobPool, body: &Dict) -> Dict {
+async fn query(pool: &JobPool, calls: &CallPool, body: &Dict) -> Dict {
     let Some(call) = CallRef::from_body(body) else {
         return reply::error(reasons::NO_CALL_ID);
     };
+    let sessions = calls.query(&call.call_id).await;
+    if !sessions.is_empty() {
+        let figures: Vec<_> = sessions
+            .into_iter()
+            .map(|(f, r)| (f, r.leg_a.unwrap_or_default(), r.leg_b.unwrap_or_default()))
+            .collect();
+        return stats::call_figures(&figures);
+    }
     let jobs = pool
         .query(job_ref(&call.call_id, call.from_tag.as_deref()))
         .await;
@@ -238,7 +266,9 @@ mod tests {
     }
 
     async fn ask(body: &Dict, instance: &str) -> Dict {
-        dispatch(&pool(), instance, body).await
+        let pool = pool();
+        let calls = CallPool::new(pool.state().clone());
+        dispatch(&pool, &calls, instance, body).await
     }
 
     #[tokio::test]

@@ -5,12 +5,17 @@
 //! dropped, and counted either way; otherwise the cookie cache decides: a resend of an answered
 //! request gets the stored reply, a resend of one still in flight is remembered (and answered once
 //! per distinct source when the reply is ready), a new one is handled on its own task. Commands:
-//! `ping`, `transform`, `delete`, `query`, `list`, `statistics` ([`commands`]).
+//! `ping`, `offer`, `answer` (bridgepool as an rtpengine set, [`calls`]), `transform`, `delete`,
+//! `query`, `list`, `statistics`.
 
+pub mod calls;
 mod commands;
+pub mod legs;
 pub mod metrics;
+mod offer;
 pub mod pairs;
 pub mod pool;
+mod stats;
 
 use std::future::Future as _;
 use std::net::SocketAddr;
@@ -24,6 +29,7 @@ use bridgepool_ng::{CookieCache, Encoding, Lookup, Message};
 use tokio::net::UdpSocket;
 
 use crate::service::SchedulerState;
+use calls::CallPool;
 use pool::JobPool;
 
 /// Counters of the ng front door.
@@ -42,6 +48,7 @@ pub struct NgCounters {
 /// The ng server's shared state.
 pub struct NgServer {
     pool: JobPool,
+    calls: CallPool,
     instance: String,
     cache: Mutex<CookieCache<SocketAddr>>,
     /// Its counters.
@@ -86,6 +93,7 @@ impl NgServer {
     pub fn new(state: Arc<SchedulerState>, instance: String) -> Self {
         install_panic_hook();
         Self {
+            calls: CallPool::new(state.clone()),
             pool: JobPool::new(state),
             instance,
             cache: Mutex::new(CookieCache::new(
@@ -199,7 +207,7 @@ async fn handle(server: &NgServer, socket: &UdpSocket, message: Message, from: S
             if hook {
                 panic!("test panic injected through BRIDGEPOOL_TEST_PANIC_HOOK");
             }
-            commands::dispatch(&server.pool, &server.instance, &message.body).await
+            commands::dispatch(&server.pool, &server.calls, &server.instance, &message.body).await
         },
         span,
     ));
