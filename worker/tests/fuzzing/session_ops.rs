@@ -311,7 +311,7 @@ pub fn run(data: &[u8]) -> Result<Outcome, Violation> {
                     };
                 }
                 next.leg_b.encoder.bitrate = 6000 + i32::from(bytes.u8()) * 200;
-                if session.update(next.clone()).is_ok() {
+                if session.update(now, next.clone()).is_ok() {
                     cfg = next;
                 }
             }
