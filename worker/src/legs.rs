@@ -165,9 +165,18 @@ mod tests {
     #[test]
     fn transcoding_needs_both_codecs_some_time() {
         let mut c = config();
-        let e = update(&mut c, Some(&pcma()), None, Mode::Transcode, Known::default())
-            .unwrap_err();
-        assert!(e.message().contains("leg_b.payload_type never given"), "{e:?}");
+        let e = update(
+            &mut c,
+            Some(&pcma()),
+            None,
+            Mode::Transcode,
+            Known::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("leg_b.payload_type never given"),
+            "{e:?}"
+        );
         let b = v1::OpusLeg {
             payload_type: 96,
             ..Default::default()

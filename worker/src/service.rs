@@ -16,11 +16,11 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::convert::{self, Remote};
-use crate::legs;
 use crate::drain::Drain;
 use crate::engine::{
     CreateError, Engine, Reserve, SessionChange, SessionId, SessionSnapshot, UpdateError,
 };
+use crate::legs;
 use crate::metrics::ControlCounters;
 use crate::session::{Mode, SessionConfig, StreamSeed, Timeouts};
 use crate::sessions::{SessionRecord, SessionTable};
@@ -83,10 +83,7 @@ impl WorkerState {
 
     /// The call id of a live session.
     pub fn call_id(&self, id: SessionId) -> String {
-        self.sessions
-            .get(id)
-            .map(|r| r.call_id)
-            .unwrap_or_default()
+        self.sessions.get(id).map(|r| r.call_id).unwrap_or_default()
     }
 
     /// Forgets a session (it ended).

@@ -49,7 +49,16 @@ fn relays_rtp_and_rtcp_verbatim_both_ways_without_delay() {
     // Both legs carry Opus (payload type 96 on one, 111 on the other, neither negotiated for
     // leg A): codecs do not matter in passthrough.
     let from_a: Vec<Vec<u8>> = (0..50u16)
-        .map(|i| rtp_packet(96, 100 + i, 960 * u32::from(i), 0xA1, i == 0, &[i as u8; 61]))
+        .map(|i| {
+            rtp_packet(
+                96,
+                100 + i,
+                960 * u32::from(i),
+                0xA1,
+                i == 0,
+                &[i as u8; 61],
+            )
+        })
         .collect();
     let from_b: Vec<Vec<u8>> = (0..50u16)
         .map(|i| rtp_packet(0, 7 + i, 160 * u32::from(i), 0xB1, false, &[0xFF; 160]))
@@ -110,7 +119,11 @@ fn reordered_input_leaves_as_it_came_and_the_figures_count_it() {
         .iter()
         .map(|s| s.rtp().sequence_number())
         .collect();
-    assert_eq!(out, vec![1, 3, 2, 6], "arrival order, the duplicate dropped");
+    assert_eq!(
+        out,
+        vec![1, 3, 2, 6],
+        "arrival order, the duplicate dropped"
+    );
     let a = h.session.stats(Leg::A);
     assert_eq!(a.packets_in, 4);
     assert_eq!(a.packets_lost, 2);
@@ -131,10 +144,21 @@ fn jitter_is_measured_on_each_streams_own_clock() {
         let late = if i % 4 == 3 { MS * 8 } else { Duration::ZERO };
         let at = h.t0 + MS * 20 * i + late;
         let seq = i as u16;
-        h.feed(at, Leg::A, &rtp_packet(111, seq, 960 * i, 0xA, false, &[1; 40]));
-        h.feed(at, Leg::B, &rtp_packet(8, seq, 160 * i, 0xB, false, &[0xD5; 160]));
+        h.feed(
+            at,
+            Leg::A,
+            &rtp_packet(111, seq, 960 * i, 0xA, false, &[1; 40]),
+        );
+        h.feed(
+            at,
+            Leg::B,
+            &rtp_packet(8, seq, 160 * i, 0xB, false, &[0xD5; 160]),
+        );
     }
-    let (a, b) = (h.session.stats(Leg::A).jitter, h.session.stats(Leg::B).jitter);
+    let (a, b) = (
+        h.session.stats(Leg::A).jitter,
+        h.session.stats(Leg::B).jitter,
+    );
     assert!(a > Duration::from_millis(2), "{a:?}");
     let diff = a.as_secs_f64() - b.as_secs_f64();
     assert!(diff.abs() < 0.000_5, "A {a:?} B {b:?}");
@@ -157,7 +181,11 @@ fn directions_and_hold_stop_the_right_way() {
     h.feed(h.t0 + MS, Leg::B, &b(1));
     assert!(h.rtp_to(Leg::B).is_empty());
     assert_eq!(h.rtp_to(Leg::A).len(), 1);
-    assert_eq!(h.session.stats(Leg::A).packets_in, 1, "received, not sent on");
+    assert_eq!(
+        h.session.stats(Leg::A).packets_in,
+        1,
+        "received, not sent on"
+    );
     // Inactive A: what it sends is dropped as such.
     h.session.set_mode(
         Leg::A,
@@ -190,12 +218,20 @@ fn bad_input_is_dropped_and_counted_and_a_new_stream_is_reported() {
     assert_eq!(h.session.drops(Leg::A).get(DropReason::Malformed), 2);
     assert_eq!(h.session.drops(Leg::B).get(DropReason::RtcpMalformed), 1);
     h.feed(h.t0, Leg::A, &rtp_packet(0, 1, 0, 0x1, false, &[1; 160]));
-    h.feed(h.t0 + MS * 20, Leg::A, &rtp_packet(0, 900, 0, 0x2, false, &[1; 160]));
-    assert_eq!(h.rtp_to(Leg::B).len(), 2, "the new stream is relayed as it is");
-    assert!(
-        h.events
-            .contains(&SessionEvent::SsrcChanged { leg: Leg::A, ssrc: 0x2 })
+    h.feed(
+        h.t0 + MS * 20,
+        Leg::A,
+        &rtp_packet(0, 900, 0, 0x2, false, &[1; 160]),
     );
+    assert_eq!(
+        h.rtp_to(Leg::B).len(),
+        2,
+        "the new stream is relayed as it is"
+    );
+    assert!(h.events.contains(&SessionEvent::SsrcChanged {
+        leg: Leg::A,
+        ssrc: 0x2
+    }));
     // A peer's BYE passes through and is reported.
     let mut buf = [0u8; 64];
     let n = rtcp::write_bye(&mut buf, &[0x2], None).unwrap();
@@ -257,7 +293,10 @@ fn switching_passthrough_transcode_passthrough_transcode_keeps_each_output_strea
     // Transcode 2 s, relay 2 s, transcode 2 s, relay 2 s.
     feed_until(&mut h, seconds(0), seconds(2));
     let first_transcoded = (ours(&h, Leg::A).len(), ours(&h, Leg::B).len());
-    assert!(first_transcoded.0 > 90 && first_transcoded.1 > 90, "{first_transcoded:?}");
+    assert!(
+        first_transcoded.0 > 90 && first_transcoded.1 > 90,
+        "{first_transcoded:?}"
+    );
     switch(&mut h, Mode::Passthrough);
     let relay_starts = h.sent.len();
     feed_until(&mut h, seconds(2), seconds(4));
@@ -265,7 +304,11 @@ fn switching_passthrough_transcode_passthrough_transcode_keeps_each_output_strea
     assert!(relayed.len() >= 190, "{}", relayed.len());
     for s in &relayed {
         let expected_ssrc = if s.leg == Leg::B { 0xA11CE } else { 0xB0B };
-        assert_eq!(s.rtp().ssrc(), expected_ssrc, "the peers' own streams, verbatim");
+        assert_eq!(
+            s.rtp().ssrc(),
+            expected_ssrc,
+            "the peers' own streams, verbatim"
+        );
     }
     switch(&mut h, Mode::Transcode);
     let resumed_at = h.sent.len();
@@ -278,11 +321,17 @@ fn switching_passthrough_transcode_passthrough_transcode_keeps_each_output_strea
         for pair in stream.windows(2) {
             let ((_, s0, t0, _), (_, s1, t1, _)) = (pair[0], pair[1]);
             assert_eq!(s1, s0.wrapping_add(1), "{leg:?}: sequence continuous");
-            assert!(t1.wrapping_sub(t0) < 1 << 31, "{leg:?}: timestamp went back");
+            assert!(
+                t1.wrapping_sub(t0) < 1 << 31,
+                "{leg:?}: timestamp went back"
+            );
         }
         // The first transcoded packet after the relay is marked, and its timestamp moved on by
         // about the time spent relaying (2 s), so the receiver does not see a rewind.
-        let first = stream.iter().find(|(i, ..)| *i >= resumed_at).expect("resumed");
+        let first = stream
+            .iter()
+            .find(|(i, ..)| *i >= resumed_at)
+            .expect("resumed");
         assert!(first.3, "{leg:?}: marker on the first transcoded packet");
         let before = stream.iter().rev().find(|(i, ..)| *i < resumed_at).unwrap();
         let clock = if leg == Leg::A { 8 } else { 48 };
@@ -295,7 +344,9 @@ fn switching_passthrough_transcode_passthrough_transcode_keeps_each_output_strea
     // The audio that came through the fresh transcoder is speech, not noise.
     let to_a: Vec<&Sent> = h.sent[resumed_at..]
         .iter()
-        .filter(|s| s.leg == Leg::A && s.channel == Channel::Rtp && s.rtp().ssrc() == seeds().0.ssrc)
+        .filter(|s| {
+            s.leg == Leg::A && s.channel == Channel::Rtp && s.rtp().ssrc() == seeds().0.ssrc
+        })
         .collect();
     let decoded = decode_g711_output(&to_a, Law::Ulaw, 0);
     let reference = &audio[4 * 8000..6 * 8000];

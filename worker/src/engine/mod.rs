@@ -576,9 +576,7 @@ impl Engine {
 
     /// Calibrated cost a live session reserves now, in core share (for tests and figures).
     pub fn reserved(&self, id: SessionId) -> Option<f64> {
-        self.placement_lock()
-            .get(&id)
-            .map(|p| p.cost as f64 / 1e6)
+        self.placement_lock().get(&id).map(|p| p.cost as f64 / 1e6)
     }
 
     /// Ends a session; its final figures, or `None` if it is unknown (already gone).

@@ -43,6 +43,7 @@ pub use rtcp_leg::NTP_UNIX_OFFSET;
 pub use stats::{DropCounts, DropReason, LegStats, mos_from_e_model};
 pub use transmit::{Channel, MAX_DATAGRAM, Transmit};
 
+use dtmf::{DtmfRelay, Rescale};
 use g711_to_opus::OPUS_CLOCK;
 use ingress::{Arrival, Ingress, Popped, Verdict};
 use opus_to_g711::Rejected;
@@ -145,6 +146,8 @@ struct Core {
     out_b: RtpOut,
     /// Some exactly while the session transcodes.
     transcoder: Option<Transcoder>,
+    dtmf_a_to_b: DtmfRelay,
+    dtmf_b_to_a: DtmfRelay,
     outbox: Outbox,
     events: VecDeque<SessionEvent>,
     pt_a: u8,
@@ -195,6 +198,8 @@ impl Session {
                 config.seed_b.timestamp,
             ),
             transcoder,
+            dtmf_a_to_b: DtmfRelay::new(Rescale::Up6),
+            dtmf_b_to_a: DtmfRelay::new(Rescale::Down6),
             outbox: Outbox::new(),
             events: VecDeque::with_capacity(4),
             pt_a: config.leg_a.payload_type,
@@ -328,9 +333,15 @@ impl Session {
     }
 
     /// Passthrough to transcode: a fresh transcoder; our streams resume, marked.
-    fn start_transcoding(&mut self, now: Instant, config: &SessionConfig) -> Result<(), ConfigError> {
+    fn start_transcoding(
+        &mut self,
+        now: Instant,
+        config: &SessionConfig,
+    ) -> Result<(), ConfigError> {
         let transcoder = Transcoder::new(config, &self.core.out_a, now)?;
         self.core.transcoder = Some(transcoder);
+        self.core.dtmf_a_to_b.new_input();
+        self.core.dtmf_b_to_a.new_input();
         self.core.out_a.marker_pending = true;
         self.core.out_b.marker_pending = true;
         // The codecs are known again; jitter is measured on their clocks.
@@ -819,7 +830,7 @@ impl Core {
                     return;
                 };
                 let (a_to_b, out_b) = (&mut t.a_to_b, &mut self.out_b);
-                let relayed = t.dtmf_a_to_b.relay(arrival.timestamp, event, || {
+                let relayed = self.dtmf_a_to_b.relay(arrival.timestamp, event, || {
                     a_to_b.map_ts(now, &*out_b, arrival.timestamp)
                 });
                 send_event(&mut self.out_b, &mut self.outbox, now, te_b, relayed);
@@ -848,7 +859,9 @@ impl Core {
                     return;
                 };
                 let position = t.b_to_a.out_position();
-                let relayed = t.dtmf_b_to_a.relay(arrival.timestamp, event, || position);
+                let relayed = self
+                    .dtmf_b_to_a
+                    .relay(arrival.timestamp, event, || position);
                 send_event(&mut self.out_a, &mut self.outbox, now, te_a, relayed);
                 t.b_to_a.on_event(
                     relayed.ts,

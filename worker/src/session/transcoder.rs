@@ -1,13 +1,12 @@
 //! What a session holds only while it transcodes: the two codec directions (with their
-//! repacketizer and playout clock) and the RFC 4733 relays. Built fresh when a session starts
-//! transcoding (at creation or on a switch from passthrough), dropped when it switches to
-//! passthrough; the output streams ([`super::rtp_out::RtpOut`]) live on in the session, so
-//! SSRC, sequence and timeline carry over.
+//! repacketizer and playout clock). Built fresh when a session starts transcoding (at creation
+//! or on a switch from passthrough), dropped when it switches to passthrough; the output
+//! streams ([`super::rtp_out::RtpOut`]) and the RFC 4733 relays (whose last event bounds where
+//! the next may start) live on in the session, so SSRC, sequence and timeline carry over.
 
 use std::time::Instant;
 
 use super::config::{ConfigError, SessionConfig};
-use super::dtmf::{DtmfRelay, Rescale};
 use super::g711_to_opus::G711ToOpus;
 use super::opus_to_g711::OpusToG711;
 use super::rtp_out::RtpOut;
@@ -15,8 +14,6 @@ use super::rtp_out::RtpOut;
 pub(super) struct Transcoder {
     pub(super) a_to_b: G711ToOpus,
     pub(super) b_to_a: OpusToG711,
-    pub(super) dtmf_a_to_b: DtmfRelay,
-    pub(super) dtmf_b_to_a: DtmfRelay,
 }
 
 impl Transcoder {
@@ -41,8 +38,6 @@ impl Transcoder {
             a_to_b: G711ToOpus::new(config.leg_a.law, &config.leg_b.encoder, config.frame_b())
                 .map_err(codec)?,
             b_to_a,
-            dtmf_a_to_b: DtmfRelay::new(Rescale::Up6),
-            dtmf_b_to_a: DtmfRelay::new(Rescale::Down6),
         })
     }
 }
