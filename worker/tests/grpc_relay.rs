@@ -60,6 +60,25 @@ fn switch(id: &str, mode: v1::SessionMode) -> v1::UpdateSessionRequest {
     }
 }
 
+/// The next RTCP datagram `socket` receives (RTP skipped).
+fn next_rtcp(socket: &UdpSocket) -> Vec<u8> {
+    let mut buf = [0u8; 1500];
+    loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("a datagram within 5 s");
+        if bridgepool_codecs::rtp::is_rtcp(&buf[..n]) {
+            return buf[..n].to_vec();
+        }
+    }
+}
+
+/// A peer's receiver report (with its CNAME).
+fn receiver_report(ssrc: u32) -> Vec<u8> {
+    let mut buf = [0u8; 100];
+    let mut n = bridgepool_codecs::rtcp::write_receiver_report(&mut buf, ssrc, &[]).unwrap();
+    n += bridgepool_codecs::rtcp::write_sdes_cname(&mut buf[n..], ssrc, b"peer").unwrap();
+    buf[..n].to_vec()
+}
+
 /// The next RTP datagram `socket` receives (RTCP skipped).
 fn next_rtp(socket: &UdpSocket) -> Vec<u8> {
     let mut buf = [0u8; 1500];
@@ -142,6 +161,14 @@ async fn offer_relays_then_answer_transcodes_found_by_call_and_deleted_with_figu
         b.send_to(&from_b, to_b).unwrap();
         assert_eq!(next_rtp(&a), from_b);
     }
+    // RTCP too, here multiplexed on the RTP ports (RFC 5761): B's report goes to A's RTCP
+    // address (port + 1, nobody there), then A's, sent on its RTP port, reaches B on its RTP
+    // port, where B multiplexes.
+    b.send_to(&receiver_report(0xBBBB), to_b).unwrap();
+    let rr = receiver_report(0xAAAA);
+    a.send_to(&rr, to_a).unwrap();
+    assert_eq!(next_rtcp(&b), rr);
+
     // Guarded latching: a third party's packet to leg A is not relayed; the next one from the
     // peer is what B gets.
     let bleed = rtp_packet(111, 20, 960 * 20, 0xEEEE, false, &[0xEE; 70]);
