@@ -115,7 +115,8 @@ mod tests {
         let opus =
             Codec::new(111, "opus", 48000, 2).with_fmtp("useinbandfec=1; maxaveragebitrate=20000");
         let b = opus_leg(Some(&party), Some(&opus), None);
-        assert_eq!((b.payload_type, b.ptime_ms), (111, 40));
+        // 30 ms is between 20 and 40: the shorter wins.
+        assert_eq!((b.payload_type, b.ptime_ms), (111, 20));
         let params = b.opus.unwrap();
         assert!(params.use_inband_fec && !params.cbr);
         assert_eq!(params.max_average_bitrate, 20000);
