@@ -40,6 +40,10 @@ impl Rewrite<'_> {
     /// The rewritten description as text. A held stream (`c=` 0.0.0.0) stays held.
     pub fn apply(&self, desc: &Description) -> Result<String, SdpError> {
         let audio = desc.audio()?;
+        // An m= line needs at least one format.
+        if self.codecs.is_empty() {
+            return Err(SdpError::NoCommonCodec);
+        }
         let index = desc.audio_index()?;
         let mut d = desc.inner.clone();
         let ip = match (audio.addr.is_unspecified(), self.local.ip()) {
