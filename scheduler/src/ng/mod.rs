@@ -163,7 +163,7 @@ pub async fn run(socket: UdpSocket, server: Arc<NgServer>) {
             Ok(m) => m,
             Err(e) => {
                 server.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                server.pool.state().ng.reply(7, 1, None);
+                server.pool.state().ng.reply(metrics::MALFORMED, 1, None);
                 tracing::debug!(%from, error = %e, "malformed ng datagram");
                 if let Ok((cookie, _)) = split_cookie(datagram) {
                     let body = reply::error(reasons::MALFORMED);
@@ -231,9 +231,14 @@ async fn handle(server: &NgServer, socket: &UdpSocket, message: Message, from: S
         reply::error(INTERNAL_ERROR)
     });
     let failed = body.str("result") == Some("error");
+    let outcome = match body.str("result") {
+        Some("error") => 1,
+        Some("load limit") => 3,
+        _ => 0,
+    };
     server.pool.state().ng.reply(
         metrics::NgMetrics::command_index(&command),
-        usize::from(failed),
+        outcome,
         Some(started.elapsed()),
     );
     if failed {
