@@ -61,7 +61,8 @@ impl NgMetrics {
 
     /// One reply: command index, outcome index, and (for handled requests) how long it took.
     pub fn reply(&self, command: usize, outcome: usize, took: Option<Duration>) {
-        self.requests[command.min(7)][outcome.min(2)].fetch_add(1, Ordering::Relaxed);
+        self.requests[command.min(COMMANDS.len() - 1)][outcome.min(OUTCOMES.len() - 1)]
+            .fetch_add(1, Ordering::Relaxed);
         if let Some(took) = took {
             let secs = took.as_secs_f64();
             let b = BUCKETS
