@@ -60,6 +60,47 @@ pub struct Pool {
     pub ng: SocketAddr,
     /// The scheduler's gRPC address.
     pub grpc: SocketAddr,
+    /// The scheduler's /metrics address.
+    pub scheduler_metrics: SocketAddr,
+    /// The worker's /metrics address.
+    pub worker_metrics: SocketAddr,
+}
+
+/// A scheduler without workers: every new call is beyond its headroom.
+pub fn start_empty_scheduler() -> (Proc, SocketAddr, SocketAddr) {
+    let ng = free_udp();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let p = Proc(
+        Command::new(env!("CARGO_BIN_EXE_bridgepool-scheduler"))
+            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .args(["--ng-listen", &ng.to_string()])
+            .args(["--log", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (p, ng, metrics)
+}
+
+/// The /metrics text at `addr` (empty while it does not answer yet).
+pub fn scrape(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut tcp) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text);
+    text
+}
+
+/// The sum of a metric's samples whose line starts with `prefix` (name and label start).
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Starts a pool whose worker has a fixed session cost (`0.01`: plenty of room; `0.5`: one
@@ -67,10 +108,12 @@ pub struct Pool {
 pub async fn start(name: &str, session_cost: &str, rtp_min: u16) -> Pool {
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let ng = free_udp();
+    let scheduler_metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let worker_metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let scheduler = Proc(
         Command::new(env!("CARGO_BIN_EXE_bridgepool-scheduler"))
             .args(["--grpc-listen", &grpc.to_string()])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-listen", &scheduler_metrics.to_string()])
             .args(["--ng-listen", &ng.to_string()])
             .args(["--log", "warn"])
             .stdout(Stdio::null())
@@ -80,7 +123,7 @@ pub async fn start(name: &str, session_cost: &str, rtp_min: u16) -> Pool {
     let worker = Proc(
         Command::new(worker_binary())
             .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-listen", &worker_metrics.to_string()])
             .args(["--scheduler", &format!("http://{grpc}")])
             .args(["--worker-id", name, "--heartbeat-interval", "250ms"])
             .args(["--cores", "0", "--media-ip", "127.0.0.1"])
@@ -111,6 +154,8 @@ pub async fn start(name: &str, session_cost: &str, rtp_min: u16) -> Pool {
         worker,
         ng,
         grpc,
+        scheduler_metrics,
+        worker_metrics,
     }
 }
 
