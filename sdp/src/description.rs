@@ -2,10 +2,11 @@
 //! its first audio stream.
 
 use std::io::Cursor;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use sdp::description::media::MediaDescription;
-use sdp::description::session::SessionDescription;
+use sdp::description::common::{Address, Attribute, ConnectionInformation};
+use sdp::description::media::{MediaDescription, MediaName, RangedPort};
+use sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
 
 use crate::codec::Codec;
 use crate::error::SdpError;
@@ -59,6 +60,16 @@ impl Audio {
             || matches!(self.direction, Direction::SendOnly | Direction::Inactive)
     }
 
+    /// Where the stream's RTP goes.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port)
+    }
+
+    /// The first codec named `name` at `clock_rate`.
+    pub fn codec(&self, name: &str, clock_rate: u32) -> Option<&Codec> {
+        self.codecs.iter().find(|c| c.is(name, clock_rate))
+    }
+
     /// The first audio codec (neither DTMF nor CN): what an answerer chose.
     pub fn first_audio(&self) -> Option<&Codec> {
         self.codecs.iter().find(|c| {
@@ -94,6 +105,86 @@ impl Description {
         let inner = SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
             .map_err(|e| SdpError::Parse(e.to_string()))?;
         Ok(Self { inner })
+    }
+
+    /// A description of one `sendrecv` RTP/AVP audio stream, as an endpoint (the loadgen) offers
+    /// or answers it.
+    pub fn audio_only(
+        session_id: u64,
+        addr: SocketAddr,
+        codecs: &[Codec],
+        ptime_ms: Option<u32>,
+    ) -> Self {
+        let family = if addr.is_ipv4() { "IP4" } else { "IP6" };
+        let connection = ConnectionInformation {
+            network_type: "IN".to_owned(),
+            address_type: family.to_owned(),
+            address: Some(Address {
+                address: addr.ip().to_string(),
+                ttl: None,
+                range: None,
+            }),
+        };
+        let mut attributes = Vec::with_capacity(2 * codecs.len() + 2);
+        for c in codecs {
+            attributes.push(Attribute::new("rtpmap".to_owned(), Some(c.rtpmap())));
+            if !c.fmtp.is_empty() {
+                attributes.push(Attribute::new(
+                    "fmtp".to_owned(),
+                    Some(format!("{} {}", c.payload_type, c.fmtp)),
+                ));
+            }
+        }
+        if let Some(p) = ptime_ms {
+            attributes.push(Attribute::new("ptime".to_owned(), Some(p.to_string())));
+        }
+        attributes.push(Attribute::new("sendrecv".to_owned(), None));
+        let media = MediaDescription {
+            media_name: MediaName {
+                media: "audio".to_owned(),
+                port: RangedPort {
+                    value: addr.port() as isize,
+                    range: None,
+                },
+                protos: vec!["RTP".to_owned(), "AVP".to_owned()],
+                formats: codecs.iter().map(|c| c.payload_type.to_string()).collect(),
+            },
+            media_title: None,
+            connection_information: None,
+            bandwidth: Vec::new(),
+            encryption_key: None,
+            attributes,
+        };
+        let inner = SessionDescription {
+            version: 0,
+            origin: Origin {
+                username: "-".to_owned(),
+                session_id,
+                session_version: 1,
+                network_type: "IN".to_owned(),
+                address_type: family.to_owned(),
+                unicast_address: addr.ip().to_string(),
+            },
+            session_name: "-".to_owned(),
+            session_information: None,
+            uri: None,
+            email_address: None,
+            phone_number: None,
+            connection_information: Some(connection),
+            bandwidth: Vec::new(),
+            time_descriptions: vec![TimeDescription {
+                timing: Timing {
+                    start_time: 0,
+                    stop_time: 0,
+                },
+                repeat_times: Vec::new(),
+            }],
+            time_zones: Vec::new(),
+            encryption_key: None,
+            attributes: Vec::new(),
+            media_descriptions: vec![media],
+        };
+        Self { inner }
     }
 
     /// The description as text, CRLF line ends.
@@ -237,6 +328,25 @@ mod tests {
         assert!(out.contains("s=tester\r\n"));
         let again = Description::parse(&out).unwrap();
         assert_eq!(again.audio().unwrap(), d.audio().unwrap());
+    }
+
+    #[test]
+    fn an_endpoint_description_round_trips() {
+        let codecs = [
+            Codec::from_static(0),
+            Codec::new(96, "opus", 48000, 2).with_fmtp("useinbandfec=1"),
+        ];
+        let addr: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        let text = Description::audio_only(7, addr, &codecs, Some(20)).write();
+        assert!(
+            text.starts_with("v=0\r\no=- 7 1 IN IP4 192.0.2.7\r\n"),
+            "{text}"
+        );
+        let a = Description::parse(&text).unwrap().audio().unwrap();
+        assert_eq!(a.socket_addr(), addr);
+        assert_eq!(a.codecs, codecs);
+        assert_eq!(a.ptime_ms, Some(20));
+        assert_eq!(a.codec("OPUS", 48000).map(|c| c.payload_type), Some(96));
     }
 
     #[test]
