@@ -1,6 +1,6 @@
 //! A real pool for the ng tests: a scheduler process with `--ng-listen` and one worker process,
 //! on loopback, registered before the test goes on. Both end when the value drops.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
