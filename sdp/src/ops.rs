@@ -95,6 +95,11 @@ pub struct CodecOps {
 }
 
 impl CodecOps {
+    /// Whether no operation was given.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Applies one operation by rtpengine's name (`strip`, `mask`, `transcode`, ...); `false` for
     /// an unknown operation, which the caller ignores as rtpengine does.
     pub fn push(&mut self, op: &str, spec: &str) -> bool {

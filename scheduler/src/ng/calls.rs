@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bridgepool_proto::v1;
-use bridgepool_sdp::Codec;
+use bridgepool_sdp::{Codec, CodecOps};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tonic::{Code, Request};
@@ -51,6 +51,9 @@ pub struct Call {
     pub to_tag: Option<String>,
     /// Labels by tag (`label` of offers and answers).
     pub labels: Vec<(String, String)>,
+    /// The codec operations each party's first offer carried, by tag: a re-INVITE sent without
+    /// them (the usual proxy script) keeps the call's transcoding.
+    pub ops: Vec<(String, CodecOps)>,
     /// The leg of the party with `from_tag`.
     pub from_leg: Leg,
     /// Where leg A's peer sends.

@@ -12,8 +12,8 @@ use bridgepool_ng::reply::{self, reasons};
 use bridgepool_ng::{Dict, SdpRequest};
 use bridgepool_proto::v1;
 use bridgepool_sdp::{
-    Audio, Codec, Decision, Description, Family, OfferPlan, Rewrite, SdpError, plan_answer,
-    plan_offer,
+    Audio, Codec, CodecOps, Decision, Description, Family, OfferPlan, Rewrite, SdpError,
+    plan_answer, plan_offer,
 };
 
 use super::calls::{Call, CallPool, PendingOffer, unix_now};
@@ -107,10 +107,16 @@ pub(super) async fn offer(calls: &CallPool, body: &Dict) -> Dict {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let plan = plan_offer(&audio.codecs, &req.codec);
     let result = match calls.get(&req.call_id) {
-        Some(call) => reoffer(calls, call, &req, &desc, &audio, plan).await,
-        None => new_call(calls, &req, &desc, &audio, plan).await,
+        Some(call) => {
+            let ops = reoffer_ops(&call, &req);
+            let plan = plan_offer(&audio.codecs, &ops);
+            reoffer(calls, call, &req, &desc, &audio, plan, ops).await
+        }
+        None => {
+            let plan = plan_offer(&audio.codecs, &req.codec);
+            new_call(calls, &req, &desc, &audio, plan).await
+        }
     };
     result.unwrap_or_else(|e| e)
 }
@@ -167,6 +173,7 @@ async fn new_call(
         from_tag: req.from_tag.clone(),
         to_tag: None,
         labels: Vec::new(),
+        ops: vec![(req.from_tag.clone(), req.codec.clone())],
         from_leg: offerer_leg,
         leg_a_local,
         leg_b_local,
@@ -207,6 +214,31 @@ fn remote_only(leg: Leg, party: &Party) -> v1::UpdateSessionRequest {
     update
 }
 
+/// The codec operations of a re-offer: its own, else the ones this party offered with before,
+/// else (the answerer re-offering for the first time) transcoding to what the other party takes.
+fn reoffer_ops(call: &Call, req: &SdpRequest) -> CodecOps {
+    if !req.codec.is_empty() {
+        return req.codec.clone();
+    }
+    if let Some((_, ops)) = call.ops.iter().find(|(t, _)| *t == req.from_tag) {
+        return ops.clone();
+    }
+    let mut ops = CodecOps::default();
+    let other_accepts = call
+        .pending
+        .as_ref()
+        .filter(|p| p.offerer_tag != req.from_tag)
+        .and_then(|p| {
+            p.accepted
+                .iter()
+                .find(|c| matches!(c.family(), Family::G711 | Family::Opus))
+        });
+    if let Some(codec) = other_accepts {
+        ops.push("transcode", &codec.name);
+    }
+    ops
+}
+
 async fn reoffer(
     calls: &CallPool,
     mut call: Call,
@@ -214,6 +246,7 @@ async fn reoffer(
     desc: &Description,
     audio: &Audio,
     plan: OfferPlan,
+    ops: CodecOps,
 ) -> Result<Dict, Dict> {
     let leg = call.leg_of(&req.from_tag);
     let offerer = party(audio);
@@ -221,6 +254,9 @@ async fn reoffer(
         return Err(reply::error(s.message()));
     }
     let sdp = write(req, desc, call.local(leg.other()), &plan.out)?;
+    if !call.ops.iter().any(|(t, _)| *t == req.from_tag) {
+        call.ops.push((req.from_tag.clone(), ops));
+    }
     remember_offer(&mut call, req, leg, offerer, plan);
     calls.put(&req.call_id, call);
     Ok(reply::ok().with("sdp", sdp))

@@ -46,6 +46,10 @@ is $reoffer->{result}, 'ok', 'a re-offer (hold) of a known call is never refused
 my $reverse = $ng->req({ command => 'offer', 'call-id' => 'cap-1', 'from-tag' => 't1', 'to-tag' => 'f1',
 	sdp => $opus, supports => ['load limit'] });
 is $reverse->{result}, 'ok', 'a re-offer from the answerer side is never refused';
+like $reverse->{sdp}, qr{m=audio \d+ RTP/AVP 96 0\r\n}, 'a re-offer without codec flags keeps the transcoding (the other side\'s PCMU added)';
+my $plain = $ng->req({ command => 'offer', 'call-id' => 'cap-1', 'from-tag' => 'f1', 'to-tag' => 't1',
+	sdp => $pcmu });
+like $plain->{sdp}, qr{m=audio \d+ RTP/AVP 0 96\r\n}, 'and so does the offerer\'s re-INVITE without flags';
 
 $r = eval { $ng->req({ command => 'answer', 'call-id' => 'nobody', 'from-tag' => 'x', 'to-tag' => 'y',
 	sdp => $opus }) };
