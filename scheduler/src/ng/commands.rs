@@ -320,4 +320,65 @@ mod tests {
             Some(0)
         );
     }
+
+    const PCMU: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                        m=audio 4000 RTP/AVP 0\r\n";
+
+    fn offer(sdp: &str) -> Dict {
+        Dict::new()
+            .with("command", "offer")
+            .with("call-id", "c1")
+            .with("from-tag", "f1")
+            .with("flags", Value::str_list(&["transcode-opus"]))
+            .with("sdp", sdp)
+    }
+
+    #[tokio::test]
+    async fn offers_without_workers() {
+        // No headroom anywhere: load limit for a proxy that supports it, else the failover string.
+        let limited = ask(
+            &offer(PCMU).with("supports", Value::str_list(&["load limit"])),
+            "i",
+        )
+        .await;
+        assert_eq!(limited.str("result"), Some("load limit"));
+        assert_eq!(limited.str("message"), Some(reasons::SESSION_LIMIT));
+        let refused = ask(&offer(PCMU), "i").await;
+        assert_eq!(refused.str("error-reason"), Some(reasons::SESSION_LIMIT));
+        // Bad input is refused before any worker is asked, each with its reason.
+        let bad = ask(&offer("not sdp"), "i").await;
+        assert!(
+            bad.str("error-reason")
+                .unwrap()
+                .starts_with("Failed to parse SDP")
+        );
+        let srtp = ask(&offer(&PCMU.replace("RTP/AVP", "RTP/SAVP")), "i").await;
+        assert!(srtp.str("error-reason").unwrap().contains("SRTP"));
+        let ice = ask(&offer(&format!("{PCMU}a=ice-ufrag:x\r\n")), "i").await;
+        assert!(ice.str("error-reason").unwrap().contains("ICE"));
+        let no_sdp = ask(&offer(PCMU).with("sdp", Value::List(vec![])), "i").await;
+        assert_eq!(no_sdp.str("result"), Some("error"));
+        // An answer for a call nobody offered: cheap, no state.
+        let answer = Dict::new()
+            .with("command", "answer")
+            .with("call-id", "nobody")
+            .with("from-tag", "f")
+            .with("to-tag", "t")
+            .with("sdp", PCMU);
+        assert_eq!(
+            ask(&answer, "i").await.str("error-reason"),
+            Some(reasons::UNKNOWN_CALL_ID)
+        );
+        let no_to_tag = answer.clone().with("call-id", "x");
+        let mut d = Dict::new();
+        for (k, v) in no_to_tag.iter() {
+            if k != b"to-tag" {
+                d.push(std::str::from_utf8(k).unwrap(), v.clone());
+            }
+        }
+        assert_eq!(
+            ask(&d, "i").await.str("error-reason"),
+            Some("No to-tag in message")
+        );
+    }
 }
