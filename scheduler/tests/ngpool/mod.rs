@@ -64,6 +64,8 @@ pub struct Pool {
     pub scheduler_metrics: SocketAddr,
     /// The worker's /metrics address.
     pub worker_metrics: SocketAddr,
+    /// The worker's gRPC address.
+    pub worker_grpc: SocketAddr,
 }
 
 /// A scheduler without workers: every new call is beyond its headroom.
@@ -120,9 +122,10 @@ pub async fn start(name: &str, session_cost: &str, rtp_min: u16) -> Pool {
             .spawn()
             .unwrap(),
     );
+    let worker_grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let worker = Proc(
         Command::new(worker_binary())
-            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--grpc-listen", &worker_grpc.to_string()])
             .args(["--metrics-listen", &worker_metrics.to_string()])
             .args(["--scheduler", &format!("http://{grpc}")])
             .args(["--worker-id", name, "--heartbeat-interval", "250ms"])
@@ -156,6 +159,7 @@ pub async fn start(name: &str, session_cost: &str, rtp_min: u16) -> Pool {
         grpc,
         scheduler_metrics,
         worker_metrics,
+        worker_grpc,
     }
 }
 
