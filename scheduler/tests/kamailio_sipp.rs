@@ -66,6 +66,20 @@ async fn kamailio_sipp_call_through_the_pool_after_a_load_limit() {
         );
         return;
     }
+    // Debian's multiarch module folder.
+    let Some(mpath) = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("kamailio/modules"))
+        .find(|p| p.join("rtpengine.so").exists())
+    else {
+        ngpool::skip(
+            "kamailio_sipp_call_through_the_pool_after_a_load_limit",
+            "kamailio's rtpengine.so not found under /usr/lib/*/kamailio/modules",
+        );
+        return;
+    };
     let pool = ngpool::start("ks-w1", "0.01", 43000).await;
     let (_full, full_ng, full_metrics) = ngpool::start_empty_scheduler();
     let dir = std::env::temp_dir().join(format!("bp-kamailio-{}", std::process::id()));
@@ -83,6 +97,7 @@ async fn kamailio_sipp_call_through_the_pool_after_a_load_limit() {
         ("@NG@", pool.ng.to_string()),
         ("@FULL_NG@", full_ng.to_string()),
         ("@AUDIO@", audio.display().to_string()),
+        ("@MPATH@", format!("{}/", mpath.display())),
     ];
     for f in ["kamailio.cfg.in", "uac_pcmu.xml", "uas_opus.xml"] {
         let out = dir.join(f.trim_end_matches(".in"));
