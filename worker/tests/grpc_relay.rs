@@ -18,7 +18,7 @@ use common::rtp_packet;
 use tonic::transport::Channel as GrpcChannel;
 
 mod proc;
-use proc::{WorkerProcess, addr, client, local};
+use proc::{WorkerProcess, addr, client, local, scrape};
 
 fn start_worker(rtp_base: u16) -> WorkerProcess {
     // 0.8 / 0.1: eight transcoding sessions per core; a relay reserves a tenth of one.
@@ -206,11 +206,15 @@ async fn offer_relays_then_answer_transcodes_found_by_call_and_deleted_with_figu
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 
+    let relaying = "bridgepool_worker_relay_sessions{core=\"0\"}";
+    assert_eq!(scrape(&w, relaying).await, 1.0);
+
     // The answer chose codecs the offerer does not share: transcode, same sockets. Leg A is the
     // PCMU side now.
     c.update_session(switch(&created.session_id, v1::SessionMode::Transcode))
         .await
         .unwrap();
+    assert_eq!(scrape(&w, relaying).await, 0.0);
     assert_eq!(headroom(&mut c).await, 7);
     let found = find(&mut c, "call-14", "").await;
     assert_eq!(found[0].mode, v1::SessionMode::Transcode as i32);

@@ -131,6 +131,8 @@ pub struct CoreFigures {
     pub sessions: AtomicU64,
     /// Admitted one-way jobs (the media thread's count).
     pub jobs: AtomicU64,
+    /// Admitted sessions relaying now (passthrough), among `sessions`.
+    pub relaying: AtomicU64,
     /// Calibrated cost reserved by the admitted sessions and jobs, ppm of a core (unscaled: the
     /// live scale applies to the budget instead). One counter for creates in flight and live
     /// ones: the control plane adds a create's cost when it admits it (under its lock), the media

@@ -160,6 +160,8 @@ pub struct CoreReport {
     pub sessions: u64,
     /// Live one-way jobs.
     pub jobs: u64,
+    /// Live sessions relaying (passthrough), among `sessions`.
+    pub relaying: u64,
     /// Busy share over the last second.
     pub busy: f64,
     /// Measured capacity.
@@ -294,6 +296,7 @@ impl Engine {
                 core: s.core,
                 sessions: s.figures.sessions.load(Ordering::Relaxed),
                 jobs: s.figures.jobs.load(Ordering::Relaxed),
+                relaying: s.figures.relaying.load(Ordering::Relaxed),
                 busy: s.figures.busy(),
                 capacity: s.figures.capacity.load(Ordering::Relaxed),
                 headroom: s.figures.headroom(),

@@ -1118,8 +1118,21 @@ impl Shard {
         self.figures
             .sessions
             .store(self.live as u64, Ordering::Relaxed);
+        self.count_relaying();
         self.reschedule(slot);
         Ok(())
+    }
+
+    /// Publishes how many sessions relay (after a create, a mode switch or a removal: control
+    /// work, never per packet).
+    fn count_relaying(&self) {
+        let n = self
+            .entries
+            .iter()
+            .flatten()
+            .filter(|e| e.session.mode() == Mode::Passthrough)
+            .count();
+        self.figures.relaying.store(n as u64, Ordering::Relaxed);
     }
 
     fn update(
@@ -1141,6 +1154,7 @@ impl Shard {
         if cost_delta < 0 {
             release(&self.figures, cost_delta.unsigned_abs());
         }
+
         for (leg, remote) in [(Leg::A, change.remote_a), (Leg::B, change.remote_b)] {
             if let Some(remote) = remote {
                 let io = &mut entry.legs[leg_index(leg)];
@@ -1162,6 +1176,7 @@ impl Shard {
         {
             entry.session.answer(now);
         }
+        self.count_relaying();
         self.reschedule(slot);
         Some(Ok(()))
     }
@@ -1180,6 +1195,7 @@ impl Shard {
             self.figures
                 .sessions
                 .store(self.live as u64, Ordering::Relaxed);
+            self.count_relaying();
         }
     }
 
