@@ -12,7 +12,7 @@ use bridgepool_ng::client;
 use bridgepool_ng::{Dict, Value};
 
 fn ask(sock: &UdpSocket, to: SocketAddr, n: u64, body: &Dict) -> Duration {
-    let cookie = format!("bench{n}");
+    let cookie = format!("bench-{}-{n}", std::process::id());
     let started = Instant::now();
     sock.send_to(&client::frame(&cookie, body), to)
         .expect("send");
