@@ -6,9 +6,11 @@
 //! client Opus from the other; a relay forwards the same bytes), waits for the load windows to
 //! settle, then measures for `seconds`: the worker's media busy share (its own `/metrics`,
 //! datagram and timer work only) and the process's CPU time (`/proc/<pid>/stat`, everything).
-//! It prints per phase the calls, the packets per second into the worker, the core share per
-//! call, and the packets one core could relay per second at that cost; then the relay over
-//! transcode cost ratio per call, from the same run.
+//! It prints per phase the calls, the packets per second into the worker (as many leave it), the
+//! core share per call, and the packets per second one core could take in at that cost; then
+//! the relay over transcode cost ratio per call, from the same run. The media busy share is
+//! wall time of work: on a shared host, time the worker was preempted in the middle of work
+//! counts in it; process CPU does not.
 //!
 //! `relay_bench <grpc url> <metrics host:port> <worker pid> [transcode calls] [relay calls] [seconds]`
 //!
@@ -65,12 +67,12 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .expect("the worker's pid");
     let transcode_calls: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(100);
-    let relay_calls: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(400);
+    let relay_calls: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(300);
     let seconds: f64 = args.get(6).and_then(|s| s.parse().ok()).unwrap_or(10.0);
     let mut c = WorkerClient::connect(url).await.expect("worker reachable");
     let (pcmu, opus) = media();
     println!(
-        "phase      calls   pkts_in/s  media_busy  process_cpu  core%/call(media)  core%/call(cpu)  relayable_pkts/s/core"
+        "phase      calls   pkts_in/s  media_busy  process_cpu  core%/call(media)  core%/call(cpu)  pkts/s/core(media)  pkts/s/core(cpu)"
     );
     let mut results: Vec<(v1::SessionMode, Figures)> = Vec::new();
     for round in 0..2 {
@@ -82,7 +84,7 @@ async fn main() {
             let f = measure(&calls, &metrics, pid, seconds, &pcmu, &opus).await;
             let (media_call, cpu_call) = f.per_call();
             println!(
-                "{:<10} {:>5} {:>11.0} {:>11.3} {:>12.3} {:>18.4} {:>16.4} {:>22.0}",
+                "{:<10} {:>5} {:>11.0} {:>11.3} {:>12.3} {:>18.4} {:>16.4} {:>19.0} {:>17.0}",
                 if mode == v1::SessionMode::Transcode {
                     "transcode"
                 } else {
@@ -95,6 +97,7 @@ async fn main() {
                 media_call * 100.0,
                 cpu_call * 100.0,
                 f.pps / f.media_busy.max(1e-9),
+                f.pps / f.cpu.max(1e-9),
             );
             for call in &calls {
                 let _ = c

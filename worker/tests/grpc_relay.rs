@@ -21,7 +21,7 @@ mod proc;
 use proc::{WorkerProcess, addr, client, local, scrape};
 
 fn start_worker(rtp_base: u16) -> WorkerProcess {
-    // 0.8 / 0.1: eight transcoding sessions per core; a relay reserves a tenth of one.
+    // 0.8 / 0.1: eight transcoding sessions per core; a relay reserves a quarter of one.
     proc::spawn(
         rtp_base,
         200,
@@ -288,15 +288,17 @@ async fn answers_of_known_calls_are_never_refused_and_switches_beyond_the_reserv
             .unwrap();
     }
     assert_eq!(headroom(&mut c).await, 0);
-    // Four calls settle on passthrough: each gives back 0.09 of the core (0.36 in all).
+    // Four calls settle on passthrough: each gives back 0.075 of the core (a relay reserves a
+    // quarter of a transcoded call with --session-cost): 0.3 in all.
     for id in &offers[..4] {
         c.update_session(switch(id, v1::SessionMode::Passthrough))
             .await
             .unwrap();
     }
     assert_eq!(headroom(&mut c).await, 3);
-    // Three new transcoded calls and a relay that will never transcode (0.01): 0.05 left.
-    for i in 0..3 {
+    // Two new transcoded calls and two relays that will never transcode (0.025 each): 0.05
+    // left.
+    for i in 0..2 {
         create(&mut c, proc::request(&format!("t{i}"), None, None))
             .await
             .unwrap();
@@ -304,8 +306,11 @@ async fn answers_of_known_calls_are_never_refused_and_switches_beyond_the_reserv
     let relay = create(&mut c, offer("r0", "f", None, None, false))
         .await
         .unwrap();
+    create(&mut c, offer("r1", "f", None, None, false))
+        .await
+        .unwrap();
     assert_eq!(headroom(&mut c).await, 0);
-    // A settled call switching back to transcoding needs 0.09 more: refused, and unchanged.
+    // A settled call switching back to transcoding needs 0.075 more: refused, and unchanged.
     let e = c
         .update_session(switch(&offers[0], v1::SessionMode::Transcode))
         .await
@@ -323,27 +328,23 @@ async fn answers_of_known_calls_are_never_refused_and_switches_beyond_the_reserv
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-    // A transcoded call ends: 0.15 free, enough for one switch, then not for a second.
+    // A transcoded call ends: 0.15 free, enough for two switches, not for a third.
     c.delete_session(v1::DeleteSessionRequest {
         session_id: offers[7].clone(),
     })
     .await
     .unwrap();
-    c.update_session(switch(&offers[0], v1::SessionMode::Transcode))
-        .await
-        .unwrap();
-    let e = c
-        .update_session(switch(&offers[1], v1::SessionMode::Transcode))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-    // The relay's switch needs 0.09 as well: it does not fit in the 0.06 left either.
+    for id in &offers[..2] {
+        c.update_session(switch(id, v1::SessionMode::Transcode))
+            .await
+            .unwrap();
+    }
     let e = c
         .update_session(switch(&relay, v1::SessionMode::Transcode))
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-    // Another transcoded call ends: 0.16 free, and the relay's switch fits.
+    // Another transcoded call ends: 0.1 free, and the relay's switch fits.
     c.delete_session(v1::DeleteSessionRequest {
         session_id: offers[6].clone(),
     })

@@ -95,10 +95,10 @@ pub enum Reserve {
 }
 
 /// Share of a two-way transcoding session's cost a relay is given when the costs are not
-/// calibrated (`--session-cost`): the relay over transcode ratio measured by
-/// `examples/admission_bench.rs --relay` (docs/performance.md, "Passthrough relay cost"),
+/// calibrated (`--session-cost`): the relay over transcode ratio per call measured by
+/// `scripts/bench-relay.sh` (0.21-0.23; docs/performance.md, "Passthrough relay cost"),
 /// rounded up.
-pub const RELAY_SHARE: f64 = 0.1;
+pub const RELAY_SHARE: f64 = 0.25;
 
 /// Share of a two-way session's cost a PCMU <-> PCMA job reserves: a table lookup per sample
 /// and the same two syscalls per packet as a direction. An estimate, not calibrated; the live
