@@ -49,6 +49,26 @@ fn ulaw(sample: i16) -> u8 {
     !(sign | (exponent << 4) as u8 | mantissa as u8)
 }
 
+/// Kamailio forks its workers: SIGKILL on the main process would leave them running, so it is
+/// stopped with SIGTERM (it then ends its children), and killed only if that does not work.
+struct Kamailio(std::process::Child);
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_bound(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
@@ -104,7 +124,7 @@ async fn kamailio_sipp_call_through_the_pool_after_a_load_limit() {
         std::fs::write(out, template(f, &vars)).unwrap();
     }
     let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
-    let _kamailio = ngpool::Proc(
+    let _kamailio = Kamailio(
         Command::new("kamailio")
             .args(["-f", &dir.join("kamailio.cfg").display().to_string()])
             .args(["-DD", "-E", "-w", &dir.display().to_string()])
