@@ -125,6 +125,9 @@ pub enum TargetKind {
     Bridgepool,
     /// rtpengine's ng protocol over UDP.
     Rtpengine,
+    /// bridgepool's own ng front door (the scheduler's `--ng-listen`) as an rtpengine set:
+    /// offer/answer/delete through the same client as `rtpengine`.
+    Ng,
 }
 
 /// Leg A's codec.
@@ -183,6 +186,9 @@ pub struct Common {
         default_value = "127.0.0.1:22223"
     )]
     pub rtpengine_ng: SocketAddr,
+    /// bridgepool scheduler's ng address (`--target ng`).
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_NG", default_value = "127.0.0.1:2223")]
+    pub ng: SocketAddr,
     /// Control request timeout.
     #[arg(long, env = "BRIDGEPOOL_LOADGEN_CONTROL_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub control_timeout: Duration,

@@ -22,7 +22,7 @@
 //!
 //! Pieces: [`media`] (pre-encoded payloads), [`pacer`] (the sender thread), [`receiver`] and
 //! [`stats`] (measurement), [`quality`] and [`mos`], [`cpu`], [`run`] (modes and the timeline),
-//! [`report`] (table, JSON, HTML), [`targets`], [`pool`] (the demo's embedded pool), [`sdp`], [`cli`]; the ng protocol is the
+//! [`report`] (table, JSON, HTML), [`targets`], [`pool`] (the demo's embedded pool), [`cli`]; SDP is `bridgepool-sdp` and the ng protocol is the
 //! workspace's one codec, `bridgepool-ng`, shared with the scheduler's ng server.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -41,7 +41,6 @@ pub mod quality;
 pub mod receiver;
 pub mod report;
 pub mod run;
-pub mod sdp;
 pub mod stats;
 pub mod targets;
 

@@ -76,13 +76,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Box::new(BridgepoolTarget::connect(&common.scheduler, common.control_timeout).await?)
         }
         _ => {
-            let t = RtpengineTarget::new(common.rtpengine_ng, common.control_timeout, 2);
-            t.ping().await.map_err(|e| {
-                format!(
-                    "rtpengine does not answer ng ping on {}: {e}",
-                    common.rtpengine_ng
-                )
-            })?;
+            // One ng client for rtpengine and for bridgepool's own ng front door.
+            let (addr, name) = if common.target == TargetKind::Ng {
+                (common.ng, "bridgepool-ng")
+            } else {
+                (common.rtpengine_ng, "rtpengine")
+            };
+            let t = RtpengineTarget::new(addr, common.control_timeout, 2).named(name);
+            t.ping()
+                .await
+                .map_err(|e| format!("{name} does not answer ng ping on {addr}: {e}"))?;
             Box::new(t)
         }
     };

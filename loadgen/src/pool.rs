@@ -57,17 +57,30 @@ async fn listener() -> Result<(TcpListener, SocketAddr), std::io::Error> {
 
 /// Starts a scheduler and a worker on loopback; RTP ports from `rtp_port_min` (200 pairs).
 pub async fn start(rtp_port_min: u16) -> Result<EmbeddedPool, PoolError> {
+    start_with_ng(rtp_port_min, None).await
+}
+
+/// [`start`], with the scheduler's ng front door on `ng` when given (`--target ng` tests).
+pub async fn start_with_ng(
+    rtp_port_min: u16,
+    ng: Option<SocketAddr>,
+) -> Result<EmbeddedPool, PoolError> {
     let (sched_grpc, scheduler) = listener().await?;
     let (sched_metrics, scheduler_metrics) = listener().await?;
-    let sched_config = bridgepool_scheduler::config::SchedulerArgs::parse_from([
-        "bridgepool-scheduler",
-        "--grpc-listen",
-        &scheduler.to_string(),
-        "--metrics-listen",
-        &scheduler_metrics.to_string(),
-    ])
-    .validate()
-    .map_err(|e| PoolError::Config(format!("{e:?}")))?;
+    let mut args = vec![
+        "bridgepool-scheduler".to_owned(),
+        "--grpc-listen".to_owned(),
+        scheduler.to_string(),
+        "--metrics-listen".to_owned(),
+        scheduler_metrics.to_string(),
+    ];
+    if let Some(ng) = ng {
+        args.push("--ng-listen".to_owned());
+        args.push(ng.to_string());
+    }
+    let sched_config = bridgepool_scheduler::config::SchedulerArgs::parse_from(args)
+        .validate()
+        .map_err(|e| PoolError::Config(format!("{e:?}")))?;
     let (stop_scheduler, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let stop = async {

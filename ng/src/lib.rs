@@ -10,6 +10,8 @@
 //! - [`Dict`]: lenient lookup (`call-id` = `call id` = `call_id`; integers also as strings).
 //! - [`Command`], [`CallRef`]: the command and the call keys; [`TransformRequest`] /
 //!   [`TransformReply`]: the typed `transform` exchange.
+//! - [`SdpRequest`]: the typed `offer`/`answer` (codec operations from the `codec` dictionary
+//!   and the flat `codec-*` flags), read with [`bridgepool_sdp`].
 //! - [`reply`]: rtpengine-form replies (`result: error`, `error-reason`), bounded to one datagram.
 //! - [`CookieCache`]: cookie -> reply for 30-60 s, in-flight requests included.
 //! - [`client`]: the requester's side (build requests, check replies).
@@ -26,6 +28,7 @@ pub mod codec;
 pub mod command;
 pub mod error;
 pub mod frame;
+pub mod offer;
 pub mod reply;
 pub mod transform;
 pub mod value;
@@ -35,6 +38,7 @@ pub use codec::Encoding;
 pub use command::{CallRef, Command};
 pub use error::DecodeError;
 pub use frame::{Message, frame};
+pub use offer::SdpRequest;
 pub use transform::{
     CodecPair, CodecSpec, MediaAddress, TransformError, TransformMedia, TransformReply,
     TransformRequest,

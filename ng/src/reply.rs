@@ -26,6 +26,14 @@ pub fn error(reason: &str) -> Dict {
         .with("error-reason", reason)
 }
 
+/// `{result: "load limit", message}`: Kamailio then asks the next node of the set. Only for a
+/// request whose `supports` holds `load limit`; others get [`error`] with the same text.
+pub fn load_limit(message: &str) -> Dict {
+    Dict::new()
+        .with("result", "load limit")
+        .with("message", message)
+}
+
 /// Frames a reply, falling back to an error when it would not fit in one datagram (the ng doc warns
 /// that big `list` or `delete` replies can exceed it).
 pub fn frame_reply(cookie: &[u8], body: &Dict, encoding: Encoding, max: usize) -> Vec<u8> {

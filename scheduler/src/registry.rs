@@ -50,12 +50,13 @@ impl WorkerEntry {
         if self.stats.overloaded {
             return 0;
         }
-        (self
-            .stats
+        // Placements and releases within one heartbeat cancel out before the capacity cap: a
+        // call placed and released between two heartbeats leaves the headroom as it was.
+        self.stats
             .headroom_sessions
-            .saturating_add(self.released_since_heartbeat))
-        .min(self.stats.capacity_sessions)
-        .saturating_sub(self.placed_since_heartbeat)
+            .saturating_add(self.released_since_heartbeat)
+            .saturating_sub(self.placed_since_heartbeat)
+            .min(self.stats.capacity_sessions)
     }
 }
 

@@ -245,6 +245,7 @@ impl SchedulerService {
                 call_id: call_id.to_owned(),
                 leg_a: Some(t.g711.clone()),
                 leg_b: Some(t.opus.clone()),
+                ..Default::default()
             });
             request.set_timeout(state.worker_timeout);
             inject_context(span, request.metadata_mut());
@@ -383,6 +384,7 @@ impl Scheduler for SchedulerService {
                 session_id: local.to_owned(),
                 leg_a: Some(t.g711.clone()),
                 leg_b: Some(t.opus.clone()),
+                ..Default::default()
             })
             .await?;
         let (leg_a, leg_b) = match t.order {

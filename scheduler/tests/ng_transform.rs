@@ -62,7 +62,7 @@ async fn transform_pcmu_to_opus_over_udp() {
     // Health, an unknown command, garbage.
     let pong = ask(&ng, pool.first().ng, b"12727_1 d7:command4:pinge");
     assert_eq!(pong, b"12727_1 d6:result4:ponge");
-    let unknown = ask(&ng, pool.first().ng, b"u1 d7:command5:offere");
+    let unknown = ask(&ng, pool.first().ng, b"u1 d7:command15:start recordinge");
     assert_eq!(
         client::parse_reply(&unknown, "u1"),
         Err(client::ReplyError::Refused {

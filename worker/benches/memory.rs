@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::rtp::RtpHeader;
-use bridgepool_worker::engine::{Engine, EngineConfig};
+use bridgepool_worker::engine::{Engine, EngineConfig, Reserve};
 use bridgepool_worker::session::{SessionConfig, StreamSeed};
 
 const SESSIONS: usize = 200;
@@ -58,6 +58,7 @@ fn main() {
                     SessionConfig::new(Law::Ulaw, seed, seed),
                     Some(peer.local_addr().expect("addr")),
                     None,
+                    Reserve::Transcode,
                 )
                 .await
                 .expect("create");

@@ -9,7 +9,7 @@ use bridgepool_codecs::opus::{Bandwidth, EncoderConfig, SampleRate};
 use bridgepool_proto::v1;
 
 use crate::session::{
-    G711Leg, LegMode, LegStats, OpusLeg, TRANSCODER_APPLICATION, TRANSCODER_BITRATE,
+    G711Leg, LegMode, LegStats, Mode, OpusLeg, TRANSCODER_APPLICATION, TRANSCODER_BITRATE,
     TRANSCODER_COMPLEXITY,
 };
 
@@ -146,6 +146,23 @@ pub fn opus_leg(leg: &v1::OpusLeg) -> Result<OpusLeg, String> {
     })
 }
 
+/// A session mode from the wire.
+pub fn session_mode(mode: i32) -> Result<Mode, String> {
+    match v1::SessionMode::try_from(mode) {
+        Ok(v1::SessionMode::Transcode) => Ok(Mode::Transcode),
+        Ok(v1::SessionMode::Passthrough) => Ok(Mode::Passthrough),
+        Err(_) => Err(format!("mode {mode} is not a SessionMode")),
+    }
+}
+
+/// A session mode to the wire.
+pub fn session_mode_to_wire(mode: Mode) -> v1::SessionMode {
+    match mode {
+        Mode::Transcode => v1::SessionMode::Transcode,
+        Mode::Passthrough => v1::SessionMode::Passthrough,
+    }
+}
+
 /// Session figures to the wire.
 pub fn leg_stats(s: &LegStats, mos: f64) -> v1::LegStats {
     v1::LegStats {
@@ -184,6 +201,17 @@ mod tests {
             remote(Some(&bad), "leg_b")
                 .unwrap_err()
                 .contains("leg_b.remote.port")
+        );
+    }
+
+    #[test]
+    fn modes_both_ways() {
+        assert_eq!(session_mode(0), Ok(Mode::Transcode));
+        assert_eq!(session_mode(1), Ok(Mode::Passthrough));
+        assert!(session_mode(7).unwrap_err().contains("mode 7"));
+        assert_eq!(
+            session_mode_to_wire(Mode::Passthrough),
+            v1::SessionMode::Passthrough
         );
     }
 

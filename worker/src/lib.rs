@@ -12,10 +12,12 @@ pub mod convert;
 pub mod drain;
 pub mod engine;
 pub mod job;
+pub mod legs;
 pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod sessions;
 
 /// A base instant for unit tests of the sans-IO session, which may not read the clock itself.
 #[cfg(test)]

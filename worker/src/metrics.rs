@@ -95,6 +95,19 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
     }
     header(
         &mut out,
+        "bridgepool_worker_relay_sessions",
+        "gauge",
+        "Live sessions relaying (passthrough) per media core, among bridgepool_worker_sessions.",
+    );
+    for c in &cores {
+        let _ = writeln!(
+            out,
+            "bridgepool_worker_relay_sessions{{core=\"{}\"}} {}",
+            c.core, c.relaying
+        );
+    }
+    header(
+        &mut out,
         "bridgepool_worker_sessions_created_total",
         "counter",
         "Sessions admitted.",

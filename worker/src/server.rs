@@ -56,6 +56,7 @@ pub async fn serve(
     tracing::info!(
         cores = ?engine.cores().iter().map(|c| c.core).collect::<Vec<_>>(),
         session_cost = engine.calibrated_cost(),
+        relay_cost = engine.calibrated_directions().relay,
         capacity = engine.cores().iter().map(|c| c.capacity).sum::<u64>(),
         "media engine started"
     );

@@ -1,10 +1,9 @@
 //! The Worker gRPC service: the control plane's face. It validates, then hands sessions to the
 //! media engine; it never touches a packet.
 
-use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bridgepool_proto::v1;
@@ -18,9 +17,13 @@ use tracing::Instrument as _;
 
 use crate::convert::{self, Remote};
 use crate::drain::Drain;
-use crate::engine::{CreateError, Engine, SessionChange, SessionId, SessionSnapshot};
+use crate::engine::{
+    CreateError, Engine, Reserve, SessionChange, SessionId, SessionSnapshot, UpdateError,
+};
+use crate::legs;
 use crate::metrics::ControlCounters;
-use crate::session::{SessionConfig, StreamSeed, Timeouts};
+use crate::session::{Mode, SessionConfig, StreamSeed, Timeouts};
+use crate::sessions::{SessionRecord, SessionTable};
 use bridgepool_proto::telemetry::adopt_remote_parent;
 
 /// State the service, the heartbeats and the drain share.
@@ -37,8 +40,8 @@ pub struct WorkerState {
     pub endpoint: String,
     /// Session silence limits.
     pub timeouts: Timeouts,
-    /// Call ids of live sessions (control plane only).
-    calls: Mutex<HashMap<SessionId, String>>,
+    /// Live sessions by id and call (control plane only): FindSessions reads it.
+    pub sessions: SessionTable,
     /// Session events for WatchEvents subscribers.
     pub events: broadcast::Sender<v1::SessionEvent>,
     /// One-way jobs (rtpengine `transform`): they run on the engine's media cores.
@@ -65,7 +68,7 @@ impl WorkerState {
             worker_id,
             endpoint,
             timeouts,
-            calls: Mutex::new(HashMap::new()),
+            sessions: SessionTable::default(),
             events,
             // A job without input ends after the session timeout.
             jobs: crate::job::Jobs::new(timeouts.media),
@@ -80,13 +83,16 @@ impl WorkerState {
 
     /// The call id of a live session.
     pub fn call_id(&self, id: SessionId) -> String {
-        self.calls_lock().get(&id).cloned().unwrap_or_default()
+        self.sessions.get(id).map(|r| r.call_id).unwrap_or_default()
     }
 
     /// Forgets a session (it ended).
     pub fn forget(&self, id: SessionId) -> String {
         self.engine.forget(id);
-        self.calls_lock().remove(&id).unwrap_or_default()
+        self.sessions
+            .remove(id)
+            .map(|r| r.call_id)
+            .unwrap_or_default()
     }
 
     /// The worker's figures, as GetStats and heartbeats report them.
@@ -122,10 +128,6 @@ impl WorkerState {
             overloaded: !cores.is_empty() && cores.iter().all(|c| c.overloaded),
         }
     }
-
-    fn calls_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, String>> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// The tonic service.
@@ -154,6 +156,13 @@ fn snapshot_to_wire(s: &SessionSnapshot) -> (v1::LegStats, v1::LegStats) {
         convert::leg_stats(&s.leg_a, s.mos_a),
         convert::leg_stats(&s.leg_b, s.mos_b),
     )
+}
+
+fn address(a: std::net::SocketAddr) -> v1::MediaAddress {
+    v1::MediaAddress {
+        ip: a.ip().to_string(),
+        port: u32::from(a.port()),
+    }
 }
 
 fn seed() -> (StreamSeed, StreamSeed) {
@@ -204,26 +213,33 @@ impl Worker for WorkerService {
                     state.worker_id
                 )));
             }
-            let a = req
-                .leg_a
-                .as_ref()
-                .ok_or_else(|| Status::invalid_argument("leg_a (the G.711 leg) is required"))?;
-            let b = req
-                .leg_b
-                .as_ref()
-                .ok_or_else(|| Status::invalid_argument("leg_b (the Opus leg) is required"))?;
-            let leg_a = convert::g711_leg(a).map_err(Status::invalid_argument)?;
-            let leg_b = convert::opus_leg(b).map_err(Status::invalid_argument)?;
-            let remote_a = convert::remote(a.remote.as_ref(), "leg_a").map_err(Status::invalid_argument)?;
-            let remote_b = convert::remote(b.remote.as_ref(), "leg_b").map_err(Status::invalid_argument)?;
+            let mode = convert::session_mode(req.mode).map_err(Status::invalid_argument)?;
+            let (a, b) = (req.leg_a.as_ref(), req.leg_b.as_ref());
+            if mode == Mode::Transcode {
+                a.ok_or_else(|| Status::invalid_argument("leg_a (the G.711 leg) is required"))?;
+                b.ok_or_else(|| Status::invalid_argument("leg_b (the Opus leg) is required"))?;
+            }
+            let remote_a = convert::remote(a.and_then(|a| a.remote.as_ref()), "leg_a")
+                .map_err(Status::invalid_argument)?;
+            let remote_b = convert::remote(b.and_then(|b| b.remote.as_ref()), "leg_b")
+                .map_err(Status::invalid_argument)?;
             let (seed_a, seed_b) = seed();
-            let mut config = SessionConfig::new(leg_a.law, seed_a, seed_b);
-            config.leg_a = leg_a;
-            config.leg_b = leg_b;
+            let mut config = SessionConfig::new(bridgepool_codecs::g711::Law::Ulaw, seed_a, seed_b);
+            config.mode = mode;
             config.timeouts = state.timeouts;
             config.cname = format!("bridgepool@{}", state.worker_id);
-            config.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let created = match state.engine.create(config, remote_a.addr(), remote_b.addr()).await {
+            let codecs = legs::apply(&mut config, a, b, legs::Rules::create(mode))?;
+            // A passthrough call whose answer may still make it a transcoded one holds the
+            // transcoding cost, so that answer cannot be refused.
+            let reserve = match mode {
+                Mode::Passthrough if !req.may_transcode => Reserve::Relay,
+                _ => Reserve::Transcode,
+            };
+            let created = match state
+                .engine
+                .create(config, remote_a.addr(), remote_b.addr(), reserve)
+                .await
+            {
                 Ok(c) => c,
                 Err(e @ CreateError::NoHeadroom { .. }) => {
                     state.counters.refused_capacity.fetch_add(1, Ordering::Relaxed);
@@ -237,19 +253,28 @@ impl Worker for WorkerService {
                 Err(e) => return Err(Status::unavailable(e.to_string())),
             };
             state.counters.created.fetch_add(1, Ordering::Relaxed);
-            state.calls_lock().insert(created.id, req.call_id.clone());
+            state.sessions.insert(
+                created.id,
+                SessionRecord {
+                    call_id: req.call_id.clone(),
+                    from_tag: req.from_tag.clone(),
+                    to_tag: req.to_tag.clone(),
+                    mode,
+                    local_a: created.local_a,
+                    local_b: created.local_b,
+                    core: created.core,
+                    codec_a: codecs.a,
+                    codec_b: codecs.b,
+                },
+            );
             // Directions and hold apply at once.
             let change = SessionChange {
-                mode_a: Some(convert::mode(a.direction, remote_a)),
-                mode_b: Some(convert::mode(b.direction, remote_b)),
+                mode_a: Some(convert::mode(a.map_or(0, |a| a.direction), remote_a)),
+                mode_b: Some(convert::mode(b.map_or(0, |b| b.direction), remote_b)),
                 ..SessionChange::default()
             };
             let _ = state.engine.update(created.id, change).await;
             tracing::info!(session = %format!("{:x}", created.id), core = created.core, "session created");
-            let address = |a: std::net::SocketAddr| v1::MediaAddress {
-                ip: a.ip().to_string(),
-                port: u32::from(a.port()),
-            };
             Ok(Response::new(v1::CreateSessionResponse {
                 session_id: format!("{:x}", created.id),
                 leg_a_local: Some(address(created.local_a)),
@@ -271,46 +296,68 @@ impl Worker for WorkerService {
         async move {
             let req = request.into_inner();
             let id = parse_id(&req.session_id)?;
-            let mut change = SessionChange::default();
-            let current = state.engine.config_of(id).await;
-            let Some(mut config) = current else {
-                return Err(Status::not_found(format!("no session {}", req.session_id)));
+            let not_found = || Status::not_found(format!("no session {}", req.session_id));
+            let record = state.sessions.get(id).ok_or_else(not_found)?;
+            let asked = req
+                .mode
+                .map(convert::session_mode)
+                .transpose()
+                .map_err(Status::invalid_argument)?;
+            let mode = asked.unwrap_or(record.mode);
+            let Some(mut config) = state.engine.config_of(id).await else {
+                return Err(not_found());
             };
-            let mut config_changed = false;
-            if let Some(a) = &req.leg_a {
+            let mut change = SessionChange::default();
+            let (a, b) = (req.leg_a.as_ref(), req.leg_b.as_ref());
+            if let Some(a) = a {
                 let remote = convert::remote(a.remote.as_ref(), "leg_a")
                     .map_err(Status::invalid_argument)?;
-                if a.law != 0 {
-                    config.leg_a = convert::g711_leg(a).map_err(Status::invalid_argument)?;
-                    config_changed = true;
-                }
                 if remote != Remote::Unknown {
                     change.remote_a = Some(remote.addr());
                 }
                 change.mode_a = Some(convert::mode(a.direction, remote));
             }
-            if let Some(b) = &req.leg_b {
+            if let Some(b) = b {
                 let remote = convert::remote(b.remote.as_ref(), "leg_b")
                     .map_err(Status::invalid_argument)?;
-                if b.payload_type != 0 {
-                    config.leg_b = convert::opus_leg(b).map_err(Status::invalid_argument)?;
-                    config_changed = true;
-                }
                 if remote != Remote::Unknown {
                     change.remote_b = Some(remote.addr());
                 }
                 change.mode_b = Some(convert::mode(b.direction, remote));
             }
-            if config_changed {
-                config
-                    .validate()
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let before = config.clone();
+            config.mode = mode;
+            let known = legs::Known {
+                a: record.codec_a,
+                b: record.codec_b,
+            };
+            let codecs = legs::update(&mut config, a, b, mode, known)?;
+            if config != before {
                 change.config = Some(config);
             }
+            // An asked mode sets the reservation: passthrough settles on the relay cost (the
+            // rest goes back), transcoding needs its full cost (admitted now if not held).
+            change.reserve = asked.map(|m| match m {
+                Mode::Transcode => Reserve::Transcode,
+                Mode::Passthrough => Reserve::Relay,
+            });
             match state.engine.update(id, change).await {
-                Some(Ok(())) => Ok(Response::new(v1::UpdateSessionResponse {})),
-                Some(Err(e)) => Err(Status::invalid_argument(e)),
-                None => Err(Status::not_found(format!("no session {}", req.session_id))),
+                Some(Ok(())) => {
+                    state.sessions.modify(id, |r| {
+                        r.mode = mode;
+                        r.codec_a = codecs.a;
+                        r.codec_b = codecs.b;
+                        if !req.to_tag.is_empty() {
+                            r.to_tag = req.to_tag.clone();
+                        }
+                    });
+                    Ok(Response::new(v1::UpdateSessionResponse {}))
+                }
+                Some(Err(e @ UpdateError::NoHeadroom { .. })) => {
+                    Err(Status::resource_exhausted(e.to_string()))
+                }
+                Some(Err(e)) => Err(Status::invalid_argument(e.to_string())),
+                None => Err(not_found()),
             }
         }
         .instrument(span)
@@ -383,6 +430,39 @@ impl Worker for WorkerService {
         Ok(Response::new(v1::DrainResponse {
             live_sessions: self.state.engine.sessions().len() as u64,
         }))
+    }
+
+    async fn find_sessions(
+        &self,
+        request: Request<v1::FindSessionsRequest>,
+    ) -> Result<Response<v1::FindSessionsResponse>, Status> {
+        let req = request.into_inner();
+        if req.call_id.is_empty() {
+            return Err(Status::invalid_argument("call_id is required"));
+        }
+        let state = &self.state;
+        let found = state.sessions.find(&req.call_id, &req.from_tag);
+        let mut sessions = Vec::with_capacity(found.len());
+        for (id, r) in found {
+            // Only the matches' figures are asked of their media threads.
+            let Some(snapshot) = state.engine.query(id).await else {
+                continue;
+            };
+            let (leg_a, leg_b) = snapshot_to_wire(&snapshot);
+            sessions.push(v1::FoundSession {
+                session_id: format!("{id:x}"),
+                call_id: r.call_id,
+                from_tag: r.from_tag,
+                to_tag: r.to_tag,
+                mode: convert::session_mode_to_wire(r.mode) as i32,
+                leg_a_local: Some(address(r.local_a)),
+                leg_b_local: Some(address(r.local_b)),
+                core: r.core as u32,
+                leg_a: Some(leg_a),
+                leg_b: Some(leg_b),
+            });
+        }
+        Ok(Response::new(v1::FindSessionsResponse { sessions }))
     }
 
     type WatchEventsStream = EventStream;

@@ -9,7 +9,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
-use bridgepool_worker::engine::{CreateError, Created, Engine, EngineConfig, SessionChange};
+use bridgepool_worker::engine::{
+    CreateError, Created, Engine, EngineConfig, Reserve, SessionChange,
+};
 use bridgepool_worker::session::DropReason;
 use common::*;
 
@@ -44,6 +46,7 @@ async fn answered_call(engine: &Engine) -> (Created, UdpSocket, UdpSocket) {
             config(Law::Ulaw),
             Some(a.local_addr().unwrap()),
             Some(b.local_addr().unwrap()),
+            Reserve::Transcode,
         )
         .await
         .expect("created");
@@ -168,7 +171,12 @@ async fn foreign_sources_are_dropped_and_counted() {
     let a = peer();
     let intruder = peer();
     let created = engine
-        .create(config(Law::Ulaw), Some(a.local_addr().unwrap()), None)
+        .create(
+            config(Law::Ulaw),
+            Some(a.local_addr().unwrap()),
+            None,
+            Reserve::Transcode,
+        )
         .await
         .unwrap();
     let audio = speech_for(1);
@@ -190,7 +198,10 @@ async fn unknown_peer_latches_first_source_then_update_moves_it() {
     let engine = engine(42_200, 42_299);
     let first = peer();
     let second = peer();
-    let created = engine.create(config(Law::Ulaw), None, None).await.unwrap();
+    let created = engine
+        .create(config(Law::Ulaw), None, None, Reserve::Transcode)
+        .await
+        .unwrap();
     let audio = speech_for(1);
     let packets = g711_stream(Law::Ulaw, 0, &audio, 20, 5, 1, 0);
     first.send_to(&packets[0].bytes, created.local_a).unwrap();
@@ -214,8 +225,14 @@ async fn unknown_peer_latches_first_source_then_update_moves_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn exhausted_ports_are_refused_clearly() {
     let engine = engine(42_300, 42_304);
-    let _one = engine.create(config(Law::Ulaw), None, None).await.unwrap();
-    match engine.create(config(Law::Ulaw), None, None).await {
+    let _one = engine
+        .create(config(Law::Ulaw), None, None, Reserve::Transcode)
+        .await
+        .unwrap();
+    match engine
+        .create(config(Law::Ulaw), None, None, Reserve::Transcode)
+        .await
+    {
         Err(CreateError::Ports(e)) => assert!(e.to_string().contains("no free RTP/RTCP port pair")),
         other => panic!("expected a port refusal, got {other:?}"),
     }

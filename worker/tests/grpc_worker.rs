@@ -147,6 +147,7 @@ async fn speech_both_ways_reinvite_and_idempotent_delete() {
         session_id: created.session_id.clone(),
         leg_a: None,
         leg_b: update.leg_b,
+        ..Default::default()
     })
     .await
     .expect("update");

@@ -87,6 +87,7 @@ fn session(call: &str) -> v1::CreateSessionRequest {
             direction: v1::Direction::Sendrecv as i32,
             opus: Some(v1::OpusParams::default()),
         }),
+        ..Default::default()
     }
 }
 

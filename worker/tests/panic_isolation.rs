@@ -55,6 +55,7 @@ fn request(call: &str, a: SocketAddr, b: SocketAddr) -> v1::CreateSessionRequest
             direction: v1::Direction::Sendrecv as i32,
             opus: Some(v1::OpusParams::default()),
         }),
+        ..Default::default()
     }
 }
 

@@ -208,7 +208,7 @@ fn output_ptime_change_by_reinvite() {
     let before = h.rtp_to(Leg::B).len();
     let mut cfg = h.session.config().clone();
     cfg.leg_b.ptime = Duration::from_millis(60);
-    h.session.update(cfg).expect("update");
+    h.session.update(h.now, cfg).expect("update");
     play(&mut h, Leg::A, second, Duration::from_millis(100));
     let out = h.rtp_to(Leg::B);
     check_stream_rules(&out, PT_B);

@@ -35,6 +35,8 @@ fn call_like_script() -> impl Strategy<Value = Vec<u8>> {
             }),
         3 => (10u8..13, 2u8..8).prop_map(|(op, kind)| vec![op, kind]),
         1 => proptest::collection::vec(any::<u8>(), 1..12),
+        // Renegotiation; a quarter of them switch between transcoding and passthrough.
+        1 => any::<[u8; 4]>().prop_map(|r| vec![15, r[0], r[1], r[2], r[3]]),
     ];
     proptest::collection::vec(op, 1..400).prop_map(|ops| ops.concat())
 }
@@ -69,4 +71,33 @@ fn a_plain_call_script_produces_media_both_ways() {
     let outcome = session_ops::run(&script).expect("invariants hold");
     assert!(outcome.rtp_out[0] > 150, "G.711 out: {outcome:?}");
     assert!(outcome.rtp_out[1] > 150, "Opus out: {outcome:?}");
+}
+
+/// The same call switching to passthrough for a while and back: relayed datagrams are checked
+/// as such, and our own streams stay continuous across both switches.
+#[test]
+fn a_call_switching_modes_relays_then_transcodes_again() {
+    let mut script = vec![0u8];
+    let talk = |script: &mut Vec<u8>, from: u8| {
+        // Odd picks: a pick that is a multiple of 16 sends garbage.
+        for i in from..from + 50 {
+            script.extend_from_slice(&[0, 0, 4, 2, i | 1]);
+            script.extend_from_slice(&[1, 1, 4, 2, i | 1]);
+            script.extend_from_slice(&[10, 2]);
+        }
+    };
+    // Renegotiation with the same ptimes (20 ms), the mode bits set, bitrate byte 110.
+    let switch = [15, 1, 1, 0x31, 110];
+    talk(&mut script, 0);
+    script.extend_from_slice(&switch);
+    talk(&mut script, 50);
+    script.extend_from_slice(&switch);
+    talk(&mut script, 100);
+    let outcome = session_ops::run(&script).expect("invariants hold");
+    assert!(
+        outcome.relayed[0] >= 45 && outcome.relayed[1] >= 45,
+        "{outcome:?}"
+    );
+    assert!(outcome.rtp_out[0] > 80, "G.711 out: {outcome:?}");
+    assert!(outcome.rtp_out[1] > 80, "Opus out: {outcome:?}");
 }

@@ -14,15 +14,16 @@ use tokio::net::UdpSocket;
 use super::{Allocation, BoxFuture, CallHandle, CallRequest, LegMedia, Target, TargetError};
 use bridgepool_ng::Dict;
 use bridgepool_ng::client::{self as ng, ReplyError};
+use bridgepool_sdp::{Audio, Codec, Description};
 
 use crate::media::{MediaCodec, PTIME_MS, TELEPHONE_EVENT_8K_PT};
-use crate::sdp::{SdpAudio, SdpCodec};
 
 /// The Opus format the loadgen asks rtpengine to transcode to, as Kamailio would write it.
 const OPUS_CODEC: &str = "opus/48000/2";
 
 /// An rtpengine daemon's `listen-ng` socket.
 pub struct RtpengineTarget {
+    name: &'static str,
     ng: SocketAddr,
     timeout: Duration,
     retries: u32,
@@ -32,10 +33,17 @@ impl RtpengineTarget {
     /// Talks to `ng`; each attempt waits `timeout`, a request is sent `1 + retries` times.
     pub fn new(ng: SocketAddr, timeout: Duration, retries: u32) -> Self {
         Self {
+            name: "rtpengine",
             ng,
             timeout,
             retries,
         }
+    }
+
+    /// The same client under another report name (`bridgepool-ng` for the scheduler's ng port).
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
     }
 
     /// Checks that the daemon answers (`ping` / `pong`).
@@ -96,17 +104,14 @@ impl RtpengineTarget {
     ) -> Result<Allocation, TargetError> {
         let g711 = MediaCodec::g711(req.law);
         let to_tag = format!("{}-B", req.call_id);
-        let a_sdp = SdpAudio {
-            addr: req.leg_a,
-            codecs: vec![
-                SdpCodec::new(g711.default_payload_type(), g711.sdp_name(), 8000, 1),
-                SdpCodec::new(TELEPHONE_EVENT_8K_PT, "telephone-event", 8000, 1).with_fmtp("0-16"),
-            ],
-            ptime_ms: Some(PTIME_MS as u32),
-        };
+        let a_codecs = [
+            Codec::new(g711.default_payload_type(), g711.sdp_name(), 8000, 1),
+            Codec::new(TELEPHONE_EVENT_8K_PT, "telephone-event", 8000, 1).with_fmtp("0-16"),
+        ];
+        let a_sdp = Description::audio_only(1, req.leg_a, &a_codecs, Some(PTIME_MS as u32));
         let masked = [g711.sdp_name()];
         let transcode = (!req.shared_codec).then_some((&[OPUS_CODEC][..], &masked[..]));
-        let offer = ng::offer(&req.call_id, from_tag, &a_sdp.write(1), transcode);
+        let offer = ng::offer(&req.call_id, from_tag, &a_sdp.write(), transcode);
         let offered = parse_sdp(&self.request(&offer).await?)?;
         let b_codec = if req.shared_codec {
             g711
@@ -124,20 +129,15 @@ impl RtpengineTarget {
         } else {
             ""
         };
-        let b_sdp = SdpAudio {
-            addr: req.leg_b,
-            codecs: vec![
-                SdpCodec::new(
-                    b_pt,
-                    b_codec.sdp_name(),
-                    b_codec.clock_rate(),
-                    channels(b_codec),
-                )
-                .with_fmtp(fmtp),
-            ],
-            ptime_ms: Some(PTIME_MS as u32),
-        };
-        let answer = ng::answer(&req.call_id, from_tag, &to_tag, &b_sdp.write(2));
+        let b_codecs = [Codec::new(
+            b_pt,
+            b_codec.sdp_name(),
+            b_codec.clock_rate(),
+            channels(b_codec),
+        )
+        .with_fmtp(fmtp)];
+        let b_sdp = Description::audio_only(2, req.leg_b, &b_codecs, Some(PTIME_MS as u32));
+        let answer = ng::answer(&req.call_id, from_tag, &to_tag, &b_sdp.write());
         let answered = parse_sdp(&self.request(&answer).await?)?;
         let a_pt = answered
             .codec(g711.sdp_name(), 8000)
@@ -146,14 +146,14 @@ impl RtpengineTarget {
         Ok(Allocation::Media {
             handle,
             leg_a: LegMedia {
-                send_to: answered.addr,
+                send_to: answered.socket_addr(),
                 send_codec: g711,
                 send_payload_type: a_pt,
                 recv_codec: g711,
                 recv_payload_type: a_pt,
             },
             leg_b: LegMedia {
-                send_to: offered.addr,
+                send_to: offered.socket_addr(),
                 send_codec: b_codec,
                 send_payload_type: b_pt,
                 recv_codec: b_codec,
@@ -175,7 +175,7 @@ impl RtpengineTarget {
 
 impl Target for RtpengineTarget {
     fn name(&self) -> &str {
-        "rtpengine"
+        self.name
     }
 
     fn allocate<'a>(
@@ -195,9 +195,11 @@ impl Target for RtpengineTarget {
     }
 }
 
-fn parse_sdp(reply: &Dict) -> Result<SdpAudio, TargetError> {
+fn parse_sdp(reply: &Dict) -> Result<Audio, TargetError> {
     let sdp = ng::reply_sdp(reply).map_err(|e| TargetError::Protocol(e.to_string()))?;
-    SdpAudio::parse(sdp).map_err(|e| TargetError::Protocol(format!("{e} in {sdp:?}")))
+    Description::parse(sdp)
+        .and_then(|d| d.audio())
+        .map_err(|e| TargetError::Protocol(format!("{e} in {sdp:?}")))
 }
 
 fn channels(codec: MediaCodec) -> u8 {

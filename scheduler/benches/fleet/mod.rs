@@ -90,6 +90,12 @@ impl Worker for FakeWorker {
     ) -> Result<Response<v1::GetSessionResponse>, Status> {
         Ok(Response::new(v1::GetSessionResponse::default()))
     }
+    async fn find_sessions(
+        &self,
+        _r: Request<v1::FindSessionsRequest>,
+    ) -> Result<Response<v1::FindSessionsResponse>, Status> {
+        Ok(Response::new(v1::FindSessionsResponse::default()))
+    }
     async fn get_stats(
         &self,
         _r: Request<v1::GetStatsRequest>,

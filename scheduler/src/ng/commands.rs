@@ -4,16 +4,24 @@ use bridgepool_ng::reply::{self, reasons};
 use bridgepool_ng::{CallRef, Command, Dict, TransformReply, TransformRequest, Value};
 use bridgepool_proto::v1;
 
-use super::pairs;
+use super::calls::CallPool;
 use super::pool::{JobPool, PlaceError};
+use super::{offer, pairs, stats};
 
 /// Answers one request body.
-pub(super) async fn dispatch(pool: &JobPool, instance: &str, body: &Dict) -> Dict {
+pub(super) async fn dispatch(
+    pool: &JobPool,
+    calls: &CallPool,
+    instance: &str,
+    body: &Dict,
+) -> Dict {
     match Command::from_body(body) {
         Some(Command::Ping) => reply::pong(),
+        Some(Command::Offer) => offer::offer(calls, body).await,
+        Some(Command::Answer) => offer::answer(calls, body).await,
         Some(Command::Transform) => transform(pool, instance, body).await,
-        Some(Command::Delete) => delete(pool, body).await,
-        Some(Command::Query) => query(pool, body).await,
+        Some(Command::Delete) => delete(pool, calls, body).await,
+        Some(Command::Query) => query(pool, calls, body).await,
         Some(Command::List) => list(pool, body).await,
         Some(Command::Statistics) => statistics(pool).await,
         _ => reply::error(reasons::UNRECOGNIZED_COMMAND),
@@ -126,10 +134,22 @@ fn totals(jobs: &[v1::JobStats]) -> Dict {
     Dict::new().with("RTP", rtp).with("RTCP", rtcp)
 }
 
-async fn delete(pool: &JobPool, body: &Dict) -> Dict {
+async fn delete(pool: &JobPool, calls: &CallPool, body: &Dict) -> Dict {
     let Some(call) = CallRef::from_body(body) else {
         return reply::error(reasons::NO_CALL_ID);
     };
+    // An offer/answer call first; then the relay's transform jobs under that name.
+    let sessions = calls.delete(&call.call_id).await;
+    if !sessions.is_empty() {
+        if call.has_flag("fast") {
+            return reply::ok();
+        }
+        let figures: Vec<_> = sessions
+            .into_iter()
+            .map(|(f, r)| (f, r.leg_a.unwrap_or_default(), r.leg_b.unwrap_or_default()))
+            .collect();
+        return stats::call_figures(&figures);
+    }
     let deleted = pool
         .delete(job_ref(&call.call_id, call.from_tag.as_deref()))
         .await;
@@ -146,10 +166,18 @@ async fn delete(pool: &JobPool, body: &Dict) -> Dict {
     reply::ok().with("totals", totals(&deleted))
 }
 
-async fn query(pool: &JobPool, body: &Dict) -> Dict {
+async fn query(pool: &JobPool, calls: &CallPool, body: &Dict) -> Dict {
     let Some(call) = CallRef::from_body(body) else {
         return reply::error(reasons::NO_CALL_ID);
     };
+    let sessions = calls.query(&call.call_id).await;
+    if !sessions.is_empty() {
+        let figures: Vec<_> = sessions
+            .into_iter()
+            .map(|(f, r)| (f, r.leg_a.unwrap_or_default(), r.leg_b.unwrap_or_default()))
+            .collect();
+        return stats::call_figures(&figures);
+    }
     let jobs = pool
         .query(job_ref(&call.call_id, call.from_tag.as_deref()))
         .await;
@@ -238,7 +266,9 @@ mod tests {
     }
 
     async fn ask(body: &Dict, instance: &str) -> Dict {
-        dispatch(&pool(), instance, body).await
+        let pool = pool();
+        let calls = CallPool::new(pool.state().clone());
+        dispatch(&pool, &calls, instance, body).await
     }
 
     #[tokio::test]
@@ -288,6 +318,67 @@ mod tests {
         assert_eq!(
             l.get("calls").and_then(Value::as_list).map(<[_]>::len),
             Some(0)
+        );
+    }
+
+    const PCMU: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                        m=audio 4000 RTP/AVP 0\r\n";
+
+    fn offer(sdp: &str) -> Dict {
+        Dict::new()
+            .with("command", "offer")
+            .with("call-id", "c1")
+            .with("from-tag", "f1")
+            .with("flags", Value::str_list(&["transcode-opus"]))
+            .with("sdp", sdp)
+    }
+
+    #[tokio::test]
+    async fn offers_without_workers() {
+        // No headroom anywhere: load limit for a proxy that supports it, else the failover string.
+        let limited = ask(
+            &offer(PCMU).with("supports", Value::str_list(&["load limit"])),
+            "i",
+        )
+        .await;
+        assert_eq!(limited.str("result"), Some("load limit"));
+        assert_eq!(limited.str("message"), Some(reasons::SESSION_LIMIT));
+        let refused = ask(&offer(PCMU), "i").await;
+        assert_eq!(refused.str("error-reason"), Some(reasons::SESSION_LIMIT));
+        // Bad input is refused before any worker is asked, each with its reason.
+        let bad = ask(&offer("not sdp"), "i").await;
+        assert!(
+            bad.str("error-reason")
+                .unwrap()
+                .starts_with("Failed to parse SDP")
+        );
+        let srtp = ask(&offer(&PCMU.replace("RTP/AVP", "RTP/SAVP")), "i").await;
+        assert!(srtp.str("error-reason").unwrap().contains("SRTP"));
+        let ice = ask(&offer(&format!("{PCMU}a=ice-ufrag:x\r\n")), "i").await;
+        assert!(ice.str("error-reason").unwrap().contains("ICE"));
+        let no_sdp = ask(&offer(PCMU).with("sdp", Value::List(vec![])), "i").await;
+        assert_eq!(no_sdp.str("result"), Some("error"));
+        // An answer for a call nobody offered: cheap, no state.
+        let answer = Dict::new()
+            .with("command", "answer")
+            .with("call-id", "nobody")
+            .with("from-tag", "f")
+            .with("to-tag", "t")
+            .with("sdp", PCMU);
+        assert_eq!(
+            ask(&answer, "i").await.str("error-reason"),
+            Some(reasons::UNKNOWN_CALL_ID)
+        );
+        let no_to_tag = answer.clone().with("call-id", "x");
+        let mut d = Dict::new();
+        for (k, v) in no_to_tag.iter() {
+            if k != b"to-tag" {
+                d.push(std::str::from_utf8(k).unwrap(), v.clone());
+            }
+        }
+        assert_eq!(
+            ask(&d, "i").await.str("error-reason"),
+            Some("No to-tag in message")
         );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::pairs::JobCodec;
 
 /// Commands counted apart; anything else is `other`, an undecodable datagram `malformed`.
-pub const COMMANDS: [&str; 8] = [
+pub const COMMANDS: [&str; 10] = [
     "ping",
     "transform",
     "delete",
@@ -17,16 +17,21 @@ pub const COMMANDS: [&str; 8] = [
     "statistics",
     "other",
     "malformed",
+    "offer",
+    "answer",
 ];
-/// `ok` (also `pong`), `error`, or `cached` (a resend answered from the cookie cache).
-pub const OUTCOMES: [&str; 3] = ["ok", "error", "cached"];
+/// Index of `malformed` in [`COMMANDS`].
+pub const MALFORMED: usize = 7;
+/// `ok` (also `pong`), `error`, `cached` (a resend answered from the cookie cache), or
+/// `load_limit` (a new call refused for capacity with `result: load limit`).
+pub const OUTCOMES: [&str; 4] = ["ok", "error", "cached", "load_limit"];
 const BUCKETS: [f64; 9] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25];
 const CODECS: [JobCodec; 3] = [JobCodec::Pcmu, JobCodec::Pcma, JobCodec::Opus];
 
 /// The counters (lock-free; shared by the ng tasks and the /metrics handler).
 #[derive(Debug, Default)]
 pub struct NgMetrics {
-    requests: [[AtomicU64; 3]; 8],
+    requests: [[AtomicU64; 4]; 10],
     latency: [AtomicU64; 10],
     latency_sum_us: AtomicU64,
     jobs: [[AtomicU64; 3]; 3],
@@ -57,7 +62,8 @@ impl NgMetrics {
 
     /// One reply: command index, outcome index, and (for handled requests) how long it took.
     pub fn reply(&self, command: usize, outcome: usize, took: Option<Duration>) {
-        self.requests[command.min(7)][outcome.min(2)].fetch_add(1, Ordering::Relaxed);
+        self.requests[command.min(COMMANDS.len() - 1)][outcome.min(OUTCOMES.len() - 1)]
+            .fetch_add(1, Ordering::Relaxed);
         if let Some(took) = took {
             let secs = took.as_secs_f64();
             let b = BUCKETS
@@ -166,10 +172,11 @@ mod tests {
             Some(Duration::from_micros(800)),
         );
         m.reply(
-            NgMetrics::command_index("offer"),
+            NgMetrics::command_index("start recording"),
             1,
             Some(Duration::from_micros(50)),
         );
+        m.reply(NgMetrics::command_index("offer"), 3, None);
         m.job(JobCodec::Pcmu, JobCodec::Opus);
         let mut out = String::new();
         m.render(&mut out);
@@ -178,6 +185,9 @@ mod tests {
         ));
         assert!(out.contains(
             "bridgepool_scheduler_ng_requests_total{command=\"other\",outcome=\"error\"} 1"
+        ));
+        assert!(out.contains(
+            "bridgepool_scheduler_ng_requests_total{command=\"offer\",outcome=\"load_limit\"} 1"
         ));
         assert!(
             out.contains("bridgepool_scheduler_ng_reply_duration_seconds_bucket{le=\"0.001\"} 2")

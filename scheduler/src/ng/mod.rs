@@ -5,13 +5,18 @@
 //! dropped, and counted either way; otherwise the cookie cache decides: a resend of an answered
 //! request gets the stored reply, a resend of one still in flight is remembered (and answered once
 //! per distinct source when the reply is ready), a new one is handled on its own task. Commands:
-//! `ping`, `transform`, `delete`, `query`, `list`, `statistics` ([`commands`]).
+//! `ping`, `offer`, `answer` (bridgepool as an rtpengine set, [`calls`]), `transform`, `delete`,
+//! `query`, `list`, `statistics`.
 
+pub mod calls;
 mod commands;
+pub mod legs;
 pub mod limit;
 pub mod metrics;
+mod offer;
 pub mod pairs;
 pub mod pool;
+mod stats;
 
 use std::future::Future as _;
 use std::net::SocketAddr;
@@ -25,6 +30,7 @@ use bridgepool_ng::{CookieCache, Encoding, Lookup, Message};
 use tokio::net::UdpSocket;
 
 use crate::service::SchedulerState;
+use calls::CallPool;
 use pool::JobPool;
 
 /// Counters of the ng front door.
@@ -45,6 +51,7 @@ pub struct NgCounters {
 /// The ng server's shared state.
 pub struct NgServer {
     pool: JobPool,
+    calls: CallPool,
     instance: String,
     cache: Mutex<CookieCache<SocketAddr>>,
     /// Its counters.
@@ -91,6 +98,7 @@ impl NgServer {
     pub fn new(state: Arc<SchedulerState>, instance: String) -> Self {
         install_panic_hook();
         Self {
+            calls: CallPool::new(state.clone()),
             pool: JobPool::new(state),
             instance,
             cache: Mutex::new(CookieCache::new(
@@ -193,7 +201,7 @@ pub async fn run(socket: UdpSocket, server: Arc<NgServer>) {
             Ok(m) => m,
             Err(e) => {
                 server.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                server.pool.state().ng.reply(7, 1, None);
+                server.pool.state().ng.reply(metrics::MALFORMED, 1, None);
                 tracing::debug!(%from, error = %e, "malformed ng datagram");
                 if let Ok((cookie, _)) = split_cookie(datagram) {
                     let body = reply::error(reasons::MALFORMED);
@@ -237,7 +245,7 @@ async fn handle(server: &NgServer, socket: &UdpSocket, message: Message, from: S
             if hook {
                 panic!("test panic injected through BRIDGEPOOL_TEST_PANIC_HOOK");
             }
-            commands::dispatch(&server.pool, &server.instance, &message.body).await
+            commands::dispatch(&server.pool, &server.calls, &server.instance, &message.body).await
         },
         span,
     ));
@@ -261,9 +269,14 @@ async fn handle(server: &NgServer, socket: &UdpSocket, message: Message, from: S
         reply::error(INTERNAL_ERROR)
     });
     let failed = body.str("result") == Some("error");
+    let outcome = match body.str("result") {
+        Some("error") => 1,
+        Some("load limit") => 3,
+        _ => 0,
+    };
     server.pool.state().ng.reply(
         metrics::NgMetrics::command_index(&command),
-        usize::from(failed),
+        outcome,
         Some(started.elapsed()),
     );
     if failed {

@@ -18,7 +18,7 @@ use bridgepool_codecs::opus::{EncoderConfig, OpusEncoder};
 use bridgepool_codecs::rtp::RtpHeader;
 
 use super::load::DirectionCosts;
-use crate::session::{Channel, Leg, MAX_DATAGRAM, Session, SessionConfig, StreamSeed};
+use crate::session::{Channel, Leg, MAX_DATAGRAM, Mode, Session, SessionConfig, StreamSeed};
 
 /// Frames of 20 ms per direction in one calibration pass (two seconds of call).
 const FRAMES: usize = 100;
@@ -34,6 +34,8 @@ enum Feed {
     AToB,
     BToA,
     Both,
+    /// Both legs, the session relaying (passthrough).
+    Relay,
 }
 
 /// Core share of each direction, the best of three passes of each (the least disturbed by the
@@ -54,10 +56,13 @@ pub(crate) fn direction_costs() -> DirectionCosts {
     let a_to_b = best(Feed::AToB);
     let b_to_a = best(Feed::BToA);
     let both = best(Feed::Both);
+    // A relay costs little (two syscalls and a copy per datagram): cheap to measure too.
+    let relay = best(Feed::Relay).min(both);
     let share = a_to_b / (a_to_b + b_to_a);
     DirectionCosts {
         a_to_b: both * share,
         b_to_a: both * (1.0 - share),
+        relay,
     }
 }
 
@@ -126,7 +131,11 @@ fn one_pass(a: &[Vec<u8>], b: &[Vec<u8>], feed: Feed) -> f64 {
         timestamp: 1,
     };
     let t0 = Instant::now();
-    let Ok(mut session) = Session::new(SessionConfig::new(Law::Ulaw, seed, seed), t0) else {
+    let mut config = SessionConfig::new(Law::Ulaw, seed, seed);
+    if matches!(feed, Feed::Relay) {
+        config.mode = Mode::Passthrough;
+    }
+    let Ok(mut session) = Session::new(config, t0) else {
         return 0.01;
     };
     session.answer(t0);
@@ -136,11 +145,11 @@ fn one_pass(a: &[Vec<u8>], b: &[Vec<u8>], feed: Feed) -> f64 {
     let cpu_started = thread_cpu();
     for (i, (pa, pb)) in a.iter().zip(b).enumerate() {
         let now = t0 + Duration::from_millis(20 * i as u64);
-        if matches!(feed, Feed::AToB | Feed::Both) {
+        if matches!(feed, Feed::AToB | Feed::Both | Feed::Relay) {
             let datagram = net.carry(Leg::A, pa, &mut input);
             session.handle_datagram(now, Leg::A, Channel::Rtp, datagram);
         }
-        if matches!(feed, Feed::BToA | Feed::Both) {
+        if matches!(feed, Feed::BToA | Feed::Both | Feed::Relay) {
             let datagram = net.carry(Leg::B, pb, &mut input);
             session.handle_datagram(now, Leg::B, Channel::Rtp, datagram);
         }
@@ -304,5 +313,6 @@ mod tests {
         let c = direction_costs();
         assert!(c.a_to_b > 0.0 && c.b_to_a > 0.0, "{c:?}");
         assert!(c.session() < 1.0, "{c:?}");
+        assert!(c.relay > 0.0 && c.relay <= c.session(), "{c:?}");
     }
 }

@@ -60,6 +60,8 @@ pub struct SessionChange {
     pub mode_a: Option<LegMode>,
     /// The same for leg B.
     pub mode_b: Option<LegMode>,
+    /// What the session is to reserve from now on (a switch of mode, or passthrough settled).
+    pub reserve: Option<super::Reserve>,
 }
 
 /// A session's figures at one moment.
@@ -134,6 +136,10 @@ pub(super) enum Command {
         id: SessionId,
         /// What.
         change: Box<SessionChange>,
+        /// Change of the session's reservation, ppm: a rise was admitted by the control plane
+        /// and is the thread's to keep (or give back if the update fails); a fall is given back
+        /// by the thread once the update is applied.
+        cost_delta: i64,
         /// `None` if the session is unknown, else the outcome.
         reply: oneshot::Sender<Option<Result<(), String>>>,
     },

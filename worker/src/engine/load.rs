@@ -44,15 +44,27 @@ pub struct DirectionCosts {
     pub a_to_b: f64,
     /// Opus in on leg B, G.711 out on leg A.
     pub b_to_a: f64,
+    /// A passthrough session relaying both ways (the two directions together).
+    pub relay: f64,
 }
 
 impl DirectionCosts {
-    /// A two-way session's cost split evenly (a fixed cost given by the operator).
+    /// A two-way session's cost split evenly (a fixed cost given by the operator); a relay is
+    /// put at [`RELAY_SHARE`] of it.
     pub fn even(session: f64) -> Self {
-        let half = session.max(1e-5) / 2.0;
+        let session = session.max(1e-5);
         Self {
-            a_to_b: half,
-            b_to_a: half,
+            a_to_b: session / 2.0,
+            b_to_a: session / 2.0,
+            relay: session * RELAY_SHARE,
+        }
+    }
+
+    /// What a session reserves for its life (or until an update changes it).
+    pub fn reserve(&self, reserve: Reserve) -> f64 {
+        match reserve {
+            Reserve::Transcode => self.session().max(2e-5),
+            Reserve::Relay => self.relay.max(1e-6),
         }
     }
 
@@ -70,6 +82,23 @@ impl DirectionCosts {
         }
     }
 }
+
+/// What an admitted session holds in its core's budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserve {
+    /// The calibrated two-way transcoding cost: a transcoding session, or a passthrough one
+    /// that may still switch to transcoding (its answer is not known yet) and must not be
+    /// refused then.
+    Transcode,
+    /// The calibrated relay cost: a passthrough session that settled on passthrough.
+    Relay,
+}
+
+/// Share of a two-way transcoding session's cost a relay is given when the costs are not
+/// calibrated (`--session-cost`): the relay over transcode ratio per call measured by
+/// `scripts/bench-relay.sh` (0.21-0.23; docs/performance.md, "Passthrough relay cost"),
+/// rounded up.
+pub const RELAY_SHARE: f64 = 0.25;
 
 /// Share of a two-way session's cost a PCMU <-> PCMA job reserves: a table lookup per sample
 /// and the same two syscalls per packet as a direction. An estimate, not calibrated; the live
@@ -102,6 +131,8 @@ pub struct CoreFigures {
     pub sessions: AtomicU64,
     /// Admitted one-way jobs (the media thread's count).
     pub jobs: AtomicU64,
+    /// Admitted sessions relaying now (passthrough), among `sessions`.
+    pub relaying: AtomicU64,
     /// Calibrated cost reserved by the admitted sessions and jobs, ppm of a core (unscaled: the
     /// live scale applies to the budget instead). One counter for creates in flight and live
     /// ones: the control plane adds a create's cost when it admits it (under its lock), the media
@@ -176,6 +207,8 @@ pub(super) struct WindowTally {
     pub(super) talk_b: f64,
     /// Seconds of media received by PCMU <-> PCMA jobs.
     pub(super) talk_recode: f64,
+    /// Seconds of media received by passthrough sessions, over both legs.
+    pub(super) talk_relay: f64,
     /// Sessions that carried media in the window.
     pub(super) talking: usize,
     /// Datagrams received in the window.
@@ -234,6 +267,7 @@ impl LoadMeter {
             calibrated: DirectionCosts {
                 a_to_b: calibrated.a_to_b.max(1e-5),
                 b_to_a: calibrated.b_to_a.max(1e-5),
+                relay: calibrated.relay.max(1e-6),
             },
             scale: 1.0,
             live,
@@ -285,7 +319,9 @@ impl LoadMeter {
         // What the calibration says the media that flowed should have cost, per second of window.
         let base = (tally.talk_a * self.calibrated.a_to_b
             + tally.talk_b * self.calibrated.b_to_a
-            + tally.talk_recode * self.calibrated.job(JobKind::Recode))
+            + tally.talk_recode * self.calibrated.job(JobKind::Recode)
+            // A relay's calibrated cost covers both legs: half per leg that talked.
+            + tally.talk_relay * self.calibrated.relay / 2.0)
             / elapsed;
         let predicted = base * self.scale;
         if self.live && base >= MIN_SAMPLE_SHARE {
@@ -358,6 +394,7 @@ mod tests {
     const COSTS: DirectionCosts = DirectionCosts {
         a_to_b: 0.006,
         b_to_a: 0.004,
+        relay: 0.001,
     };
 
     fn talking(n: usize) -> WindowTally {
@@ -441,6 +478,28 @@ mod tests {
             .reserved_ppm
             .store(50 * 10_000 + 40 * 6_000, Ordering::Relaxed);
         assert_eq!(figures.headroom(), 6);
+    }
+
+    #[test]
+    fn relays_reserve_their_own_cost_and_teach_the_model_at_it() {
+        assert_eq!(ppm(COSTS.reserve(Reserve::Transcode)), 10_000);
+        assert_eq!(ppm(COSTS.reserve(Reserve::Relay)), 1_000);
+        let t0 = Instant::now();
+        let figures = CoreFigures::default();
+        let mut meter = LoadMeter::new(t0, COSTS, TARGET_BUSY, true);
+        // 100 relays talking both ways cost what the calibration says (10 % of the core): the
+        // scale must not move, as it would if they were taken for transcoding sessions.
+        for w in 1..=5 {
+            meter.media(Duration::from_millis(100));
+            let tally = WindowTally {
+                talk_relay: 200.0,
+                talking: 100,
+                packets_in: 10_000,
+                ..WindowTally::default()
+            };
+            meter.close(t0 + WINDOW * w, tally, &figures);
+        }
+        assert_eq!(capacity(&figures), 80);
     }
 
     #[test]

@@ -26,7 +26,10 @@ pub use command::{
     SessionSnapshot,
 };
 pub use latch::Latch;
-pub use load::{CoreFigures, DirectionCosts, JobKind, MISS_TOLERANCE, RECODE_SHARE, TARGET_BUSY};
+pub use load::{
+    CoreFigures, DirectionCosts, JobKind, MISS_TOLERANCE, RECODE_SHARE, RELAY_SHARE, Reserve,
+    TARGET_BUSY,
+};
 pub use metrics::{CoreCounters, PROCESSING_BUCKETS};
 pub use ports::{PortError, PortPool};
 
@@ -96,6 +99,36 @@ pub enum CreateError {
     Stopped,
 }
 
+/// Why an update was refused; the session is as it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The switch to transcoding needs more than the session reserved, and its core has not
+    /// got it.
+    #[error(
+        "media core {core} has no headroom to start transcoding this session: it needs {needed:.4} of the core more, {free:.4} is free"
+    )]
+    NoHeadroom {
+        /// The session's core.
+        core: usize,
+        /// Core share the switch needs beyond the session's reservation.
+        needed: f64,
+        /// Core share still free there.
+        free: f64,
+    },
+    /// The change was rejected.
+    #[error("invalid update: {0}")]
+    Invalid(String),
+}
+
+/// Where a live session runs and what it holds there (control plane only).
+#[derive(Clone, Copy, Debug)]
+struct Placed {
+    shard: usize,
+    /// Calibrated cost it reserved, ppm.
+    cost: u64,
+}
+
 struct ShardHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
@@ -127,6 +160,8 @@ pub struct CoreReport {
     pub sessions: u64,
     /// Live one-way jobs.
     pub jobs: u64,
+    /// Live sessions relaying (passthrough), among `sessions`.
+    pub relaying: u64,
     /// Busy share over the last second.
     pub busy: f64,
     /// Measured capacity.
@@ -153,8 +188,9 @@ pub struct Engine {
     ports: PortPool,
     advertise_ip: IpAddr,
     next_id: AtomicU64,
-    /// Where each live session is (control plane only, never on the packet path).
-    placement: Mutex<std::collections::HashMap<SessionId, usize>>,
+    /// Where each live session is and what it reserved (control plane only, never on the
+    /// packet path).
+    placement: Mutex<std::collections::HashMap<SessionId, Placed>>,
     /// Held while a create picks its core and reserves headroom there, so concurrent creates
     /// cannot both take the last slot.
     admission: Mutex<()>,
@@ -260,6 +296,7 @@ impl Engine {
                 core: s.core,
                 sessions: s.figures.sessions.load(Ordering::Relaxed),
                 jobs: s.figures.jobs.load(Ordering::Relaxed),
+                relaying: s.figures.relaying.load(Ordering::Relaxed),
                 busy: s.figures.busy(),
                 capacity: s.figures.capacity.load(Ordering::Relaxed),
                 headroom: s.figures.headroom(),
@@ -293,17 +330,19 @@ impl Engine {
         &self.ports
     }
 
-    /// Admits a session on the media core with the most headroom, or refuses.
+    /// Admits a session on the media core with the most headroom for what it is to reserve,
+    /// or refuses.
     pub async fn create(
         &self,
         config: SessionConfig,
         remote_a: Option<SocketAddr>,
         remote_b: Option<SocketAddr>,
+        reserve: Reserve,
     ) -> Result<Created, CreateError> {
         config
             .validate()
             .map_err(|e| CreateError::Invalid(e.to_string()))?;
-        let cost = load::ppm(self.calibrated.session().max(2e-5));
+        let cost = load::ppm(self.calibrated.reserve(reserve)).max(1);
         let index = self.admit(cost)?;
         let shard = &self.shards[index];
         // Given back on every way out until the command is queued; the media thread owns it then.
@@ -335,7 +374,8 @@ impl Engine {
         let answer = wait.await;
         match answer {
             Ok(Ok(())) => {
-                self.placement_lock().insert(id, index);
+                self.placement_lock()
+                    .insert(id, Placed { shard: index, cost });
                 Ok(Created {
                     id,
                     core: shard.core,
@@ -455,20 +495,91 @@ impl Engine {
         found
     }
 
-    /// Applies a change; `None` if the session is unknown.
-    pub async fn update(&self, id: SessionId, change: SessionChange) -> Option<Result<(), String>> {
-        let shard = self.shard_of(id)?;
+    /// Applies a change; `None` if the session is unknown. A change of reservation
+    /// ([`SessionChange::reserve`]) that needs more than the session holds is admitted on its
+    /// core first, or the whole change is refused; one that needs less gives the rest back.
+    pub async fn update(
+        &self,
+        id: SessionId,
+        change: SessionChange,
+    ) -> Option<Result<(), UpdateError>> {
+        let (shard, delta) = match change.reserve {
+            Some(reserve) => match self.rereserve(id, reserve)? {
+                Ok(found) => found,
+                Err(e) => return Some(Err(e)),
+            },
+            None => (self.shard_of(id)?, 0),
+        };
         let (reply, wait) = oneshot::channel();
-        shard
-            .commands
-            .send(Command::Update {
-                id,
-                change: Box::new(change),
-                reply,
-            })
-            .ok()?;
+        let sent = shard.commands.send(Command::Update {
+            id,
+            change: Box::new(change),
+            cost_delta: delta,
+            reply,
+        });
+        if sent.is_err() {
+            self.unreserve(id, shard, delta);
+            return None;
+        }
         let _ = shard.waker.wake();
-        wait.await.ok().flatten()
+        let answer = wait.await.ok().flatten();
+        if !matches!(answer, Some(Ok(()))) {
+            // The media thread gave back what it was handed; the table follows.
+            self.adjust(id, -delta);
+        }
+        answer.map(|r| r.map_err(UpdateError::Invalid))
+    }
+
+    /// Sets what a session reserves to `reserve`'s cost: more is taken from its core's free
+    /// budget under the admission lock (refused without it), less is given back by the media
+    /// thread when the update is applied. Returns its shard and the change in ppm.
+    fn rereserve(
+        &self,
+        id: SessionId,
+        reserve: Reserve,
+    ) -> Option<Result<(&ShardHandle, i64), UpdateError>> {
+        let target = load::ppm(self.calibrated.reserve(reserve)).max(1);
+        let _admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        let mut placement = self.placement_lock();
+        let placed = placement.get_mut(&id)?;
+        let shard = self.shards.get(placed.shard)?;
+        let delta = target as i64 - placed.cost as i64;
+        if delta > 0 {
+            let free = shard.figures.free_ppm();
+            if free < delta as u64 {
+                return Some(Err(UpdateError::NoHeadroom {
+                    core: shard.core,
+                    needed: delta as f64 / 1e6,
+                    free: free as f64 / 1e6,
+                }));
+            }
+            // Handed to the media thread with the command, as a create's reservation is.
+            shard
+                .figures
+                .reserved_ppm
+                .fetch_add(delta as u64, Ordering::Relaxed);
+        }
+        placed.cost = target;
+        Some(Ok((shard, delta)))
+    }
+
+    /// Undoes [`Self::rereserve`] for a command that could not be queued.
+    fn unreserve(&self, id: SessionId, shard: &ShardHandle, delta: i64) {
+        if delta > 0 {
+            drop(Reservation(&shard.figures.reserved_ppm, delta as u64));
+        }
+        self.adjust(id, -delta);
+    }
+
+    fn adjust(&self, id: SessionId, delta: i64) {
+        if let Some(placed) = self.placement_lock().get_mut(&id) {
+            placed.cost = (placed.cost as i64 + delta).max(0) as u64;
+        }
+    }
+
+    /// Calibrated cost a live session reserves now, in core share (for tests and figures).
+    pub fn reserved(&self, id: SessionId) -> Option<f64> {
+        self.placement_lock().get(&id).map(|p| p.cost as f64 / 1e6)
     }
 
     /// Ends a session; its final figures, or `None` if it is unknown (already gone).
@@ -526,13 +637,13 @@ impl Engine {
     }
 
     fn shard_of(&self, id: SessionId) -> Option<&ShardHandle> {
-        let index = *self.placement_lock().get(&id)?;
+        let index = self.placement_lock().get(&id)?.shard;
         self.shards.get(index)
     }
 
     fn placement_lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, usize>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SessionId, Placed>> {
         self.placement.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

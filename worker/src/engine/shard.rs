@@ -29,7 +29,7 @@ use super::load::{
 use super::metrics::CoreCounters;
 use super::ports::{PortLease, PortPair};
 use crate::session::oneway::OneWay;
-use crate::session::{Channel, DropReason, Leg, MAX_DATAGRAM, Session, SessionEvent};
+use crate::session::{Channel, DropReason, Leg, MAX_DATAGRAM, Mode, Session, SessionEvent};
 
 /// The token of the command waker.
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -352,12 +352,15 @@ impl Shard {
         let mut tally = WindowTally::default();
         for entry in self.entries.iter_mut().flatten() {
             let mut talked = false;
+            let relaying = entry.session.mode() == Mode::Passthrough;
             for (i, talk) in entry.talk.iter_mut().enumerate() {
                 if let Some((first, last)) = talk.take() {
                     let secs = (last.saturating_duration_since(first) + PACKET_TALK)
                         .min(super::load::WINDOW)
                         .as_secs_f64();
-                    if i == 0 {
+                    if relaying {
+                        tally.talk_relay += secs;
+                    } else if i == 0 {
                         tally.talk_a += secs;
                     } else {
                         tally.talk_b += secs;
@@ -818,8 +821,19 @@ impl Shard {
                 }
                 let _ = reply.send(result);
             }
-            Command::Update { id, change, reply } => {
-                let _ = reply.send(self.update(id, *change));
+            Command::Update {
+                id,
+                change,
+                cost_delta,
+                reply,
+            } => {
+                let raised = u64::try_from(cost_delta).unwrap_or(0);
+                let held = Held::new(&self.figures, raised);
+                let result = self.update(id, *change, cost_delta);
+                if matches!(result, Some(Ok(()))) {
+                    held.keep();
+                }
+                let _ = reply.send(result);
             }
             Command::Delete { id, reply } => {
                 let result = self.by_id.get(&id).copied().map(|slot| {
@@ -1104,20 +1118,43 @@ impl Shard {
         self.figures
             .sessions
             .store(self.live as u64, Ordering::Relaxed);
+        self.count_relaying();
         self.reschedule(slot);
         Ok(())
     }
 
-    fn update(&mut self, id: SessionId, change: SessionChange) -> Option<Result<(), String>> {
+    /// Publishes how many sessions relay (after a create, a mode switch or a removal: control
+    /// work, never per packet).
+    fn count_relaying(&self) {
+        let n = self
+            .entries
+            .iter()
+            .flatten()
+            .filter(|e| e.session.mode() == Mode::Passthrough)
+            .count();
+        self.figures.relaying.store(n as u64, Ordering::Relaxed);
+    }
+
+    fn update(
+        &mut self,
+        id: SessionId,
+        change: SessionChange,
+        cost_delta: i64,
+    ) -> Option<Result<(), String>> {
         let slot = *self.by_id.get(&id)?;
         let entry = self.entries[slot].as_mut()?;
         let now = Instant::now();
         let window = self.config.latch_window;
         if let Some(config) = change.config
-            && let Err(e) = entry.session.update(config)
+            && let Err(e) = entry.session.update(now, config)
         {
             return Some(Err(e.to_string()));
         }
+        entry.cost = entry.cost.saturating_add_signed(cost_delta);
+        if cost_delta < 0 {
+            release(&self.figures, cost_delta.unsigned_abs());
+        }
+
         for (leg, remote) in [(Leg::A, change.remote_a), (Leg::B, change.remote_b)] {
             if let Some(remote) = remote {
                 let io = &mut entry.legs[leg_index(leg)];
@@ -1139,6 +1176,7 @@ impl Shard {
         {
             entry.session.answer(now);
         }
+        self.count_relaying();
         self.reschedule(slot);
         Some(Ok(()))
     }
@@ -1157,6 +1195,7 @@ impl Shard {
             self.figures
                 .sessions
                 .store(self.live as u64, Ordering::Relaxed);
+            self.count_relaying();
         }
     }
 

@@ -67,9 +67,22 @@ impl Default for Timeouts {
     }
 }
 
+/// How a session carries media between its legs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Decode and re-encode: leg A is G.711, leg B Opus; our own stream and RTCP on each leg.
+    #[default]
+    Transcode,
+    /// Relay: each leg's RTP and RTCP go to the other leg's peer verbatim, at once, undecoded.
+    /// The legs' codec settings are not used (kept for a later switch to [`Mode::Transcode`]).
+    Passthrough,
+}
+
 /// Everything a [`super::Session`] is built from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionConfig {
+    /// Transcode or relay; [`super::Session::update`] with another mode switches it live.
+    pub mode: Mode,
     /// The G.711 leg.
     pub leg_a: G711Leg,
     /// The Opus leg.
@@ -109,6 +122,7 @@ impl SessionConfig {
     /// ([`TRANSCODER_APPLICATION`], [`TRANSCODER_COMPLEXITY`], [`TRANSCODER_BITRATE`]) with in-band FEC.
     pub fn new(law: Law, seed_a: StreamSeed, seed_b: StreamSeed) -> Self {
         Self {
+            mode: Mode::Transcode,
             leg_a: G711Leg {
                 law,
                 payload_type: match law {

@@ -67,6 +67,12 @@ impl DtmfRelay {
         }
     }
 
+    /// The input starts over (a transcoder started after passthrough): an event in progress is
+    /// forgotten, but the next one still starts after the end of the last one sent.
+    pub(crate) fn new_input(&mut self) {
+        self.current = None;
+    }
+
     /// Relays one received event packet. `start_ts` gives the output timestamp for a new event;
     /// it is only called for the first packet of an event.
     pub(crate) fn relay(

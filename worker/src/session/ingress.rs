@@ -173,6 +173,54 @@ impl Ingress {
         }
     }
 
+    /// Passthrough: notes a packet that is forwarded at once, whatever its order, so the
+    /// reception figures (loss, jitter, RTCP-style totals) stay true without the reorder wait.
+    /// `Deliver` means forward it; `Duplicate` and `NewStream` as for [`Self::push`]. Nothing is
+    /// held, so switching to [`Self::push`] later carries on from the highest packet seen.
+    pub(crate) fn relay(&mut self, now: Instant, a: Arrival) -> Verdict {
+        let Some(ssrc) = self.ssrc else {
+            return Verdict::NewStream;
+        };
+        if ssrc != a.ssrc {
+            return Verdict::NewStream;
+        }
+        let ext = extend(self.highest, a.seq);
+        if ext >= self.next + MAX_DROPOUT {
+            return Verdict::NewStream;
+        }
+        if ext < self.next {
+            let behind = self.next - 1 - ext;
+            if behind < 64 && self.history & (1 << behind) != 0 {
+                return Verdict::Duplicate;
+            }
+            if self.next - ext > MAX_MISORDER {
+                return Verdict::NewStream;
+            }
+            // Reordered: forwarded as it came, and not lost after all.
+            if behind < 64 {
+                self.history |= 1 << behind;
+            }
+            self.observe(now, a, ext);
+            return Verdict::Deliver;
+        }
+        self.observe(now, a, ext);
+        let advance = ext + 1 - self.next;
+        self.history = self.history.checked_shl(advance as u32).unwrap_or(0) | 1;
+        self.next = ext + 1;
+        Verdict::Deliver
+    }
+
+    /// The RTP clock the jitter is measured in (passthrough carries whatever codec the peers
+    /// chose). The jitter so far is rescaled, so it stays the same in time.
+    pub(crate) fn set_clock_rate(&mut self, rate: u32) {
+        if rate == self.clock_rate || rate == 0 {
+            return;
+        }
+        self.jitter_q4 = self.jitter_q4 * u64::from(rate) / u64::from(self.clock_rate);
+        self.clock_rate = rate;
+        self.last_transit = None;
+    }
+
     /// Starts a new stream with `a` as its first packet (SSRC change or sequence restart).
     pub(crate) fn restart(&mut self, a: Arrival) {
         let (expected, received) = self.totals();
@@ -413,6 +461,36 @@ mod tests {
         other.ssrc = 8;
         assert_eq!(ing.push(t0, other, &[1]), Verdict::NewStream);
         assert_eq!(ing.push(t0, arrival(10 + 4000), &[1]), Verdict::NewStream);
+    }
+
+    #[test]
+    fn relay_counts_reordering_loss_and_duplicates_without_holding() {
+        let (mut ing, t0) = started(10);
+        assert_eq!(ing.relay(t0, arrival(12)), Verdict::Deliver);
+        assert!(ing.deadline().is_none(), "nothing held, nothing waits");
+        assert_eq!(ing.packets_lost(), 1);
+        assert_eq!(ing.relay(t0, arrival(11)), Verdict::Deliver);
+        assert_eq!(ing.packets_lost(), 0, "the reordered packet was not lost");
+        assert_eq!(ing.relay(t0, arrival(11)), Verdict::Duplicate);
+        assert_eq!(ing.relay(t0, arrival(12)), Verdict::Duplicate);
+        assert_eq!(ing.relay(t0, arrival(15)), Verdict::Deliver);
+        assert_eq!(ing.packets_lost(), 2);
+        // Back to the reorder buffer: it carries on after the highest packet.
+        assert_eq!(ing.push(t0, arrival(16), &[1]), Verdict::Deliver);
+    }
+
+    #[test]
+    fn clock_change_keeps_jitter_in_time() {
+        let (mut ing, t0) = started(0);
+        let mut a = arrival(1);
+        // 10 ms late: 80 units at 8 kHz, jitter 80/16 = 5 units.
+        ing.relay(t0 + Duration::from_millis(30), a);
+        let before = ing.jitter();
+        ing.set_clock_rate(48_000);
+        assert_eq!(ing.jitter_units(), 30);
+        assert!((ing.jitter().as_secs_f64() - before.as_secs_f64()).abs() < 1e-6);
+        a.seq = 2;
+        ing.relay(t0 + Duration::from_millis(40), a);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One bridged call as a sans-IO state machine.
 //!
-//! Leg A speaks PCMU or PCMA at 8 kHz, leg B speaks Opus on a 48 kHz RTP clock, both directions at
-//! once. The session never reads a clock, touches a socket or awaits: the driver feeds it
+//! Transcoding ([`Mode::Transcode`]), leg A speaks PCMU or PCMA at 8 kHz, leg B speaks Opus on a
+//! 48 kHz RTP clock, both directions at once. Relaying ([`Mode::Passthrough`], `relay.rs`), each
+//! leg's datagrams go to the other leg's peer verbatim; an update switches between the two on the
+//! live session. The session never reads a clock, touches a socket or awaits: the driver feeds it
 //!
 //! - [`Session::handle_datagram`] for every datagram received on a leg, with the time it arrived,
 //! - [`Session::handle_timeout`] when [`Session::poll_timeout`] says,
@@ -19,9 +21,11 @@ mod g711_to_opus;
 mod ingress;
 pub mod oneway;
 mod opus_to_g711;
+mod relay;
 mod rtcp_leg;
 mod rtp_out;
 mod stats;
+mod transcoder;
 mod transmit;
 
 use std::collections::VecDeque;
@@ -32,7 +36,7 @@ use bridgepool_codecs::rtp::{self, RtpPacket};
 use bridgepool_codecs::telephone_event::TelephoneEvent;
 
 pub use config::{
-    ConfigError, G711Leg, OpusLeg, SessionConfig, StreamSeed, TRANSCODER_APPLICATION,
+    ConfigError, G711Leg, Mode, OpusLeg, SessionConfig, StreamSeed, TRANSCODER_APPLICATION,
     TRANSCODER_BITRATE, TRANSCODER_COMPLEXITY, Timeouts,
 };
 pub use rtcp_leg::NTP_UNIX_OFFSET;
@@ -40,11 +44,12 @@ pub use stats::{DropCounts, DropReason, LegStats, mos_from_e_model};
 pub use transmit::{Channel, MAX_DATAGRAM, Transmit};
 
 use dtmf::{DtmfRelay, Rescale};
-use g711_to_opus::{G711ToOpus, OPUS_CLOCK};
+use g711_to_opus::OPUS_CLOCK;
 use ingress::{Arrival, Ingress, Popped, Verdict};
-use opus_to_g711::{OpusToG711, Rejected};
+use opus_to_g711::Rejected;
 use rtcp_leg::{NtpClock, RtcpLeg};
 use rtp_out::{OutPacket, RtpOut};
+use transcoder::Transcoder;
 use transmit::Outbox;
 
 /// Which side of the bridge.
@@ -104,7 +109,8 @@ pub enum EndReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionEvent {
     /// A leg's peer started a new RTP stream (new SSRC). The decoder was reset; our output
-    /// stream toward the other leg carries on with the same SSRC and sequence.
+    /// stream toward the other leg carries on with the same SSRC and sequence. (Relaying, the
+    /// new stream is forwarded as it is.)
     SsrcChanged {
         /// The leg whose peer changed.
         leg: Leg,
@@ -138,8 +144,8 @@ pub struct Session {
 struct Core {
     out_a: RtpOut,
     out_b: RtpOut,
-    a_to_b: G711ToOpus,
-    b_to_a: OpusToG711,
+    /// Some exactly while the session transcodes.
+    transcoder: Option<Transcoder>,
     dtmf_a_to_b: DtmfRelay,
     dtmf_b_to_a: DtmfRelay,
     outbox: Outbox,
@@ -160,35 +166,38 @@ struct LegCounters {
     bytes_in: u64,
     drops: DropCounts,
     last_media: Option<Instant>,
+    /// RTP relayed to this leg's peer in passthrough (our own stream counts in its `RtpOut`).
+    relayed: u64,
+    /// Payload bytes of those.
+    relayed_bytes: u64,
+    /// RTCP relayed to this leg's peer.
+    relayed_rtcp: u64,
 }
 
 impl Session {
     /// Builds a session; `now` is its creation time on the caller's clock.
     pub fn new(config: SessionConfig, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
-        let codec = |e: bridgepool_codecs::opus::OpusError| ConfigError::Codec(e.to_string());
+        let out_a = RtpOut::new(
+            Leg::A,
+            config.seed_a.ssrc,
+            config.seed_a.sequence,
+            config.seed_a.timestamp,
+        );
+        // A relay builds no codec: passthrough sessions stay cheap to create and to hold.
+        let transcoder = match config.mode {
+            Mode::Transcode => Some(Transcoder::new(&config, &out_a, now)?),
+            Mode::Passthrough => None,
+        };
         let core = Core {
-            out_a: RtpOut::new(
-                Leg::A,
-                config.seed_a.ssrc,
-                config.seed_a.sequence,
-                config.seed_a.timestamp,
-            ),
+            out_a,
             out_b: RtpOut::new(
                 Leg::B,
                 config.seed_b.ssrc,
                 config.seed_b.sequence,
                 config.seed_b.timestamp,
             ),
-            a_to_b: G711ToOpus::new(config.leg_a.law, &config.leg_b.encoder, config.frame_b())
-                .map_err(codec)?,
-            b_to_a: OpusToG711::new(
-                config.leg_a.law,
-                config.frame_a(),
-                config.leg_a.ptime,
-                config.playout_grace,
-            )
-            .map_err(codec)?,
+            transcoder,
             dtmf_a_to_b: DtmfRelay::new(Rescale::Up6),
             dtmf_b_to_a: DtmfRelay::new(Rescale::Down6),
             outbox: Outbox::new(),
@@ -227,6 +236,11 @@ impl Session {
         &self.config
     }
 
+    /// Whether it transcodes or relays now.
+    pub fn mode(&self) -> Mode {
+        self.config.mode
+    }
+
     /// Whether the session has ended (the driver drains its outbox, then drops it).
     pub fn is_ended(&self) -> bool {
         self.ended.is_some()
@@ -250,8 +264,10 @@ impl Session {
         match leg {
             Leg::A => {
                 self.core.mode_a = mode;
-                if !mode.send {
-                    self.core.b_to_a.stop_clock();
+                if !mode.send
+                    && let Some(t) = self.core.transcoder.as_mut()
+                {
+                    t.b_to_a.stop_clock();
                 }
             }
             Leg::B => {
@@ -263,32 +279,22 @@ impl Session {
         }
     }
 
-    /// Applies a renegotiation (re-INVITE): codec law, payload types, ptimes, encoder settings.
-    /// Output streams keep their SSRC, sequence and timeline.
-    pub fn update(&mut self, config: SessionConfig) -> Result<(), ConfigError> {
+    /// Applies a renegotiation (re-INVITE) at `now`: codec law, payload types, ptimes, encoder
+    /// settings, and the mode. Output streams keep their SSRC, sequence and timeline.
+    ///
+    /// A switch to [`Mode::Passthrough`] first sends what the transcoder holds (packets waiting
+    /// in the reorder buffers, a partial Opus frame), then drops it; a switch to
+    /// [`Mode::Transcode`] builds a fresh one whose first packet on each leg is marked and
+    /// continues that leg's sequence and timeline. On an error nothing changed.
+    pub fn update(&mut self, now: Instant, config: SessionConfig) -> Result<(), ConfigError> {
         config.validate()?;
-        let codec = |e: bridgepool_codecs::opus::OpusError| ConfigError::Codec(e.to_string());
-        let old = &self.config;
+        match (self.config.mode, config.mode) {
+            (Mode::Transcode, Mode::Transcode) => self.retune(&config)?,
+            (Mode::Passthrough, Mode::Transcode) => self.start_transcoding(now, &config)?,
+            (Mode::Transcode, Mode::Passthrough) => self.stop_transcoding(now),
+            (Mode::Passthrough, Mode::Passthrough) => {}
+        }
         let c = &mut self.core;
-        if old.leg_a.law != config.leg_a.law {
-            c.a_to_b.set_law(config.leg_a.law);
-            c.b_to_a.set_law(config.leg_a.law);
-        }
-        if old.leg_a.ptime != config.leg_a.ptime {
-            c.b_to_a.set_frame(config.frame_a(), config.leg_a.ptime);
-        }
-        if old.leg_b.ptime != config.leg_b.ptime {
-            c.a_to_b.set_frame(config.frame_b());
-        }
-        let (oe, ne) = (&old.leg_b.encoder, &config.leg_b.encoder);
-        if oe != ne {
-            let only_rate = only_bitrate_differs(oe, ne);
-            if only_rate {
-                c.a_to_b.encoder().set_bitrate(ne.bitrate).map_err(codec)?;
-            } else {
-                c.a_to_b.replace_encoder(ne).map_err(codec)?;
-            }
-        }
         c.pt_a = config.leg_a.payload_type;
         c.te_a = config.leg_a.telephone_event_pt;
         c.pt_b = config.leg_b.payload_type;
@@ -297,10 +303,78 @@ impl Session {
         Ok(())
     }
 
+    /// New codec settings for the running transcoder.
+    fn retune(&mut self, config: &SessionConfig) -> Result<(), ConfigError> {
+        let codec = |e: bridgepool_codecs::opus::OpusError| ConfigError::Codec(e.to_string());
+        let old = &self.config;
+        let Some(t) = self.core.transcoder.as_mut() else {
+            return Ok(());
+        };
+        // The encoder is the one step that can fail: replaced first, so a failure changes nothing.
+        let (oe, ne) = (&old.leg_b.encoder, &config.leg_b.encoder);
+        if oe != ne {
+            if only_bitrate_differs(oe, ne) {
+                t.a_to_b.encoder().set_bitrate(ne.bitrate).map_err(codec)?;
+            } else {
+                t.a_to_b.replace_encoder(ne).map_err(codec)?;
+            }
+        }
+        if old.leg_a.law != config.leg_a.law {
+            t.a_to_b.set_law(config.leg_a.law);
+            t.b_to_a.set_law(config.leg_a.law);
+        }
+        if old.leg_a.ptime != config.leg_a.ptime {
+            t.b_to_a.set_frame(config.frame_a(), config.leg_a.ptime);
+        }
+        if old.leg_b.ptime != config.leg_b.ptime {
+            t.a_to_b.set_frame(config.frame_b());
+        }
+        Ok(())
+    }
+
+    /// Passthrough to transcode: a fresh transcoder; our streams resume, marked.
+    fn start_transcoding(
+        &mut self,
+        now: Instant,
+        config: &SessionConfig,
+    ) -> Result<(), ConfigError> {
+        let transcoder = Transcoder::new(config, &self.core.out_a, now)?;
+        self.core.transcoder = Some(transcoder);
+        self.core.dtmf_a_to_b.new_input();
+        self.core.dtmf_b_to_a.new_input();
+        self.core.out_a.marker_pending = true;
+        self.core.out_b.marker_pending = true;
+        // The codecs are known again; jitter is measured on their clocks.
+        self.ingress_a.set_clock_rate(8000);
+        self.ingress_b.set_clock_rate(OPUS_CLOCK);
+        self.rtcp_a.resume(now);
+        self.rtcp_b.resume(now);
+        Ok(())
+    }
+
+    /// Transcode to passthrough: what the transcoder holds leaves first, then it stops.
+    fn stop_transcoding(&mut self, now: Instant) {
+        self.release(now, Leg::A, true);
+        self.release(now, Leg::B, true);
+        let c = &mut self.core;
+        if c.mode_b.send
+            && let Some(t) = c.transcoder.as_mut()
+        {
+            t.a_to_b.finish(now, &mut c.out_b, &mut c.outbox, c.pt_b);
+        }
+        c.transcoder = None;
+        c.out_a.marker_pending = true;
+        c.out_b.marker_pending = true;
+    }
+
     /// Feeds one datagram received from `leg`'s peer on its RTP or RTCP socket at `now`.
     /// RTCP on the RTP socket (rtcp-mux, RFC 5761) is recognised.
     pub fn handle_datagram(&mut self, now: Instant, leg: Leg, channel: Channel, datagram: &[u8]) {
         if self.ended.is_some() {
+            return;
+        }
+        if self.core.transcoder.is_none() {
+            self.relay(now, leg, channel, datagram);
             return;
         }
         if channel == Channel::Rtcp || rtp::is_rtcp(datagram) {
@@ -391,12 +465,15 @@ impl Session {
             self.core.counters(leg).drops.add(DropReason::RtcpMalformed);
             return;
         }
-        if leg == Leg::B && self.rtcp_b.peer.reports != before {
+        if leg == Leg::B
+            && self.rtcp_b.peer.reports != before
+            && let Some(t) = self.core.transcoder.as_mut()
+        {
             // The loss the Opus peer sees of our stream tunes how much FEC we send.
             let pct = (self.rtcp_b.peer.fraction_lost * 100.0)
                 .ceil()
                 .clamp(0.0, 50.0) as u8;
-            let _ = self.core.a_to_b.encoder().set_expected_loss(pct);
+            let _ = t.a_to_b.encoder().set_expected_loss(pct);
         }
     }
 
@@ -409,8 +486,10 @@ impl Session {
         while let Some(popped) = ingress.pop(now, force) {
             match popped {
                 Popped::Lost { count } => {
-                    if leg == Leg::B {
-                        self.core.b_to_a.on_lost(count);
+                    if leg == Leg::B
+                        && let Some(t) = self.core.transcoder.as_mut()
+                    {
+                        t.b_to_a.on_lost(count);
                     }
                 }
                 Popped::Packet { arrival, payload } => {
@@ -425,19 +504,35 @@ impl Session {
         if self.ended.is_some() {
             return;
         }
+        if self.core.transcoder.is_none() {
+            // Relaying: nothing waits and nothing is ours to report; only the timeouts run.
+            if let Some(reason) = self.expired(now) {
+                self.end(now, reason);
+            }
+            return;
+        }
         self.release(now, Leg::A, false);
-        if self.core.mode_b.send {
-            let c = &mut self.core;
-            c.a_to_b
+        let c = &mut self.core;
+        if c.mode_b.send
+            && let Some(t) = c.transcoder.as_mut()
+        {
+            t.a_to_b
                 .on_deadline(now, &mut c.out_b, &mut c.outbox, c.pt_b);
         }
         // The G.711 side needs audio now: a packet held behind a gap is more use than waiting,
         // since it may carry FEC for the missing one.
-        let playout_due = self.core.b_to_a.deadline().is_some_and(|d| d <= now);
+        let playout_due = self
+            .core
+            .transcoder
+            .as_ref()
+            .and_then(|t| t.b_to_a.deadline())
+            .is_some_and(|d| d <= now);
         self.release(now, Leg::B, playout_due);
-        if self.core.mode_a.send {
-            let c = &mut self.core;
-            c.b_to_a
+        let c = &mut self.core;
+        if c.mode_a.send
+            && let Some(t) = c.transcoder.as_mut()
+        {
+            t.b_to_a
                 .on_deadline(now, &mut c.out_a, &mut c.outbox, c.pt_a);
         }
         let cname = self.config.cname.as_bytes();
@@ -467,16 +562,19 @@ impl Session {
         if self.ended.is_some() {
             return None;
         }
+        let Some(t) = self.core.transcoder.as_ref() else {
+            return Some(self.timeout_deadline());
+        };
         [
             self.ingress_a.deadline(),
             self.ingress_b.deadline(),
             if self.core.mode_a.send {
-                self.core.b_to_a.deadline()
+                t.b_to_a.deadline()
             } else {
                 None
             },
             if self.core.mode_b.send {
-                self.core.a_to_b.deadline()
+                t.a_to_b.deadline()
             } else {
                 None
             },
@@ -524,16 +622,16 @@ impl Session {
         };
         LegStats {
             packets_in: counters.packets_in,
-            packets_out: out.packets,
+            packets_out: out.packets + counters.relayed,
             bytes_in: counters.bytes_in,
-            bytes_out: out.octets,
+            bytes_out: out.octets + counters.relayed_bytes,
             packets_lost: ingress.packets_lost(),
             drops: counters.drops,
             jitter: ingress.jitter(),
             rtt: rtcp.peer.rtt,
             remote_fraction_lost: rtcp.peer.fraction_lost,
             rtcp_in: rtcp.packets_in,
-            rtcp_out: rtcp.packets_out,
+            rtcp_out: rtcp.packets_out + counters.relayed_rtcp,
         }
     }
 
@@ -566,26 +664,38 @@ impl Session {
 
     /// Concealment and recovery figures of the Opus-to-G.711 direction:
     /// `(frames recovered by FEC, samples concealed, late samples skipped)`.
+    /// Counted by the transcoder running now (zeros while relaying).
     pub fn healing(&self) -> (u64, u64, u64) {
-        let b = &self.core.b_to_a;
-        (b.fec_recovered, b.concealed_samples, b.skipped_samples)
+        self.core.transcoder.as_ref().map_or((0, 0, 0), |t| {
+            let b = &t.b_to_a;
+            (b.fec_recovered, b.concealed_samples, b.skipped_samples)
+        })
     }
 
-    /// Opus frames not sent because the encoder's DTX judged them silent.
+    /// Opus frames not sent because the encoder's DTX judged them silent (by the transcoder
+    /// running now).
     pub fn dtx_frames(&self) -> u64 {
-        self.core.a_to_b.dtx_frames
+        self.core
+            .transcoder
+            .as_ref()
+            .map_or(0, |t| t.a_to_b.dtx_frames)
     }
 
     /// Partial G.711-to-Opus frames (the input stopped mid-frame): `(padded and sent on their
-    /// deadline, dropped because they could only have left late)`.
+    /// deadline, dropped because they could only have left late)`, by the transcoder running now.
     pub fn partial_frames(&self) -> (u64, u64) {
-        let a = &self.core.a_to_b;
-        (a.partial_padded, a.partial_dropped)
+        self.core.transcoder.as_ref().map_or((0, 0), |t| {
+            (t.a_to_b.partial_padded, t.a_to_b.partial_dropped)
+        })
     }
 
-    /// Frames toward the G.711 leg not sent because a relayed RFC 4733 event covered their time.
+    /// Frames toward the G.711 leg not sent because a relayed RFC 4733 event covered their time
+    /// (by the transcoder running now).
     pub fn event_suppressed_frames(&self) -> u64 {
-        self.core.b_to_a.suppressed_frames
+        self.core
+            .transcoder
+            .as_ref()
+            .map_or(0, |t| t.b_to_a.suppressed_frames)
     }
 
     fn timeout_deadline(&self) -> Instant {
@@ -619,8 +729,14 @@ impl Session {
 
     fn end(&mut self, now: Instant, reason: EndReason) {
         let c = &mut self.core;
+        let Some(t) = c.transcoder.as_mut() else {
+            // Relaying, the peers' RTCP (their BYEs included) is theirs to send.
+            self.ended = Some(reason);
+            self.core.events.push_back(SessionEvent::Ended(reason));
+            return;
+        };
         if c.mode_b.send {
-            c.a_to_b.finish(now, &mut c.out_b, &mut c.outbox, c.pt_b);
+            t.a_to_b.finish(now, &mut c.out_b, &mut c.outbox, c.pt_b);
         }
         let cname = self.config.cname.as_bytes();
         self.rtcp_a.send_bye(
@@ -661,19 +777,20 @@ impl Core {
 
     /// A peer started a new stream: reset what decodes it, keep what we send.
     fn new_stream(&mut self, now: Instant, leg: Leg, ssrc: u32, first: bool) {
-        match leg {
-            Leg::A => {
+        match (leg, self.transcoder.as_mut()) {
+            (Leg::A, Some(t)) => {
                 if self.mode_b.send {
-                    self.a_to_b
+                    t.a_to_b
                         .finish(now, &mut self.out_b, &mut self.outbox, self.pt_b);
                 }
-                self.a_to_b.reset_input();
+                t.a_to_b.reset_input();
                 self.out_b.marker_pending = true;
             }
-            Leg::B => {
+            (Leg::B, Some(t)) => {
                 // A decoder that refuses to reset keeps its old state: worse audio, not a failure.
-                let _ = self.b_to_a.reset_input();
+                let _ = t.b_to_a.reset_input();
             }
+            (_, None) => {}
         }
         if !first {
             self.events
@@ -687,10 +804,13 @@ impl Core {
         counters.packets_in += 1;
         counters.bytes_in += payload.len() as u64;
         counters.last_media = Some(now);
+        let Some(t) = self.transcoder.as_mut() else {
+            return;
+        };
         match leg {
             Leg::A if arrival.payload_type == self.pt_a => {
                 if self.mode_b.send {
-                    self.a_to_b.on_packet(
+                    t.a_to_b.on_packet(
                         now,
                         &mut self.out_b,
                         &mut self.outbox,
@@ -709,14 +829,14 @@ impl Core {
                     self.leg_a.drops.add(DropReason::Malformed);
                     return;
                 };
-                let (a_to_b, out_b) = (&mut self.a_to_b, &mut self.out_b);
+                let (a_to_b, out_b) = (&mut t.a_to_b, &mut self.out_b);
                 let relayed = self.dtmf_a_to_b.relay(arrival.timestamp, event, || {
                     a_to_b.map_ts(now, &*out_b, arrival.timestamp)
                 });
                 send_event(&mut self.out_b, &mut self.outbox, now, te_b, relayed);
             }
             Leg::B if arrival.payload_type == self.pt_b => {
-                let result = self.b_to_a.on_packet(
+                let result = t.b_to_a.on_packet(
                     now,
                     &mut self.out_a,
                     &mut self.outbox,
@@ -738,12 +858,12 @@ impl Core {
                     self.leg_b.drops.add(DropReason::Malformed);
                     return;
                 };
-                let position = self.b_to_a.out_position();
+                let position = t.b_to_a.out_position();
                 let relayed = self
                     .dtmf_b_to_a
                     .relay(arrival.timestamp, event, || position);
                 send_event(&mut self.out_a, &mut self.outbox, now, te_a, relayed);
-                self.b_to_a.on_event(
+                t.b_to_a.on_event(
                     relayed.ts,
                     u64::from(relayed.event.duration),
                     relayed.event.end,

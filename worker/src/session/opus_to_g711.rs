@@ -132,6 +132,12 @@ impl OpusToG711 {
         self.ptime = ptime;
     }
 
+    /// Starts the output timeline at `out_ts` (a transcoder started on a session whose leg A
+    /// stream already ran: its timestamps carry on from there).
+    pub(crate) fn start_at(&mut self, out_ts: u64) {
+        self.out_ts = out_ts;
+    }
+
     /// Where the next output packet sits on our 8 kHz timeline (for mapping events).
     pub(crate) fn out_position(&self) -> u64 {
         self.out_ts

@@ -79,6 +79,12 @@ impl RtcpLeg {
         }
     }
 
+    /// Our reports resume (after passthrough, when the peers' own RTCP was relayed instead):
+    /// the next one after an interval.
+    pub(crate) fn resume(&mut self, now: Instant) {
+        self.next_report = now + self.interval;
+    }
+
     pub(crate) fn deadline(&self) -> Instant {
         self.next_report
     }

@@ -5,8 +5,9 @@ use std::collections::VecDeque;
 
 use super::Leg;
 
-/// Largest datagram the session writes (a 60 ms G.711 frame with its header is 492 bytes).
-pub const MAX_DATAGRAM: usize = 1200;
+/// Largest datagram the session writes: what the driver receives at most (1500 bytes), since a
+/// relayed datagram leaves whole (its own packets are smaller: 60 ms of G.711 is 492 bytes).
+pub const MAX_DATAGRAM: usize = 1500;
 const INITIAL_SLOTS: usize = 8;
 
 /// Whether a datagram goes to the leg's RTP or RTCP address.

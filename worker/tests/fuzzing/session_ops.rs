@@ -4,13 +4,15 @@
 //! cargo-fuzz target (`fuzz/fuzz_targets/session.rs`), so both explore the same operations:
 //! valid RTP with hostile fields on both legs (real G.711 and real client Opus payloads, wild
 //! sequence numbers, timestamps, SSRCs, payload types, markers), RFC 4733 events, RTCP compounds
-//! real and broken, garbage, time steps and jumps, answer, hold and renegotiation. The bytes only
-//! choose among operations, so every input is a valid script.
+//! real and broken, garbage, time steps and jumps, answer, hold and renegotiation, including
+//! switches between transcoding and passthrough. The bytes only choose among operations, so
+//! every input is a valid script.
 //!
 //! Checked after every operation, on every datagram the session sends:
 //! - it never panics;
 //! - every RTP datagram parses, is no larger than a 1500-byte MTU allows, and carries one SSRC
-//!   per output leg (the session's own);
+//!   per output leg (the session's own), unless it is the datagram just received, relayed
+//!   byte for byte in passthrough;
 //! - sequence numbers are continuous per output leg (each packet is the last plus one);
 //! - timestamps never go backwards per output leg (repeated event packets may repeat one);
 //! - output is bounded by elapsed time: no operation makes the session flood its peers.
@@ -26,7 +28,7 @@ use bridgepool_codecs::opus::{EncoderConfig, OpusEncoder};
 use bridgepool_codecs::rtp::{RtpBuilder, RtpHeader, RtpPacket};
 use bridgepool_codecs::telephone_event::TelephoneEvent;
 use bridgepool_worker::session::{
-    Channel, Leg, LegMode, MAX_DATAGRAM, Session, SessionConfig, StreamSeed,
+    Channel, Leg, LegMode, MAX_DATAGRAM, Mode, Session, SessionConfig, StreamSeed,
 };
 
 /// Largest UDP payload on a 1500-byte Ethernet MTU (IPv4, no options).
@@ -45,6 +47,8 @@ pub struct Outcome {
     pub steps: usize,
     pub datagrams_in: u64,
     pub rtp_out: [u64; 2],
+    /// Datagrams relayed as they came (passthrough), per output leg.
+    pub relayed: [u64; 2],
     pub ended: bool,
 }
 
@@ -183,8 +187,11 @@ pub fn run(data: &[u8]) -> Result<Outcome, Violation> {
     let mut datagram = vec![0u8; 1500];
     let payloads = payloads();
     let mut step = 0;
+    // The datagram fed in this step: in passthrough, the only one that may leave unlike ours.
+    let mut fed: Vec<u8> = Vec::new();
     while !bytes.done() && step < 2000 {
         step += 1;
+        fed.clear();
         let mut advanced = Duration::ZERO;
         match bytes.u8() % 16 {
             // RTP from a leg's peer: mostly in order, sometimes hostile.
@@ -252,6 +259,7 @@ pub fn run(data: &[u8]) -> Result<Outcome, Violation> {
                 .write(&mut datagram)
                 .expect("fits");
                 session.handle_datagram(now, leg, Channel::Rtp, &datagram[..n]);
+                fed.extend_from_slice(&datagram[..n]);
                 outcome.datagrams_in += 1;
             }
             // RTCP, real-looking or broken, on either channel.
@@ -275,6 +283,7 @@ pub fn run(data: &[u8]) -> Result<Outcome, Violation> {
                 let leg = if bytes.u8() & 1 == 0 { Leg::A } else { Leg::B };
                 let garbage = bytes.slice(255).to_vec();
                 session.handle_datagram(now, leg, Channel::Rtp, &garbage);
+                fed = garbage;
                 outcome.datagrams_in += 1;
             }
             // Time: a packet time, a few, or a jump far forward.
@@ -304,14 +313,22 @@ pub fn run(data: &[u8]) -> Result<Outcome, Violation> {
                 let mut next = cfg.clone();
                 next.leg_a.ptime = Duration::from_millis(ptimes[bytes.u8() as usize % 6]);
                 next.leg_b.ptime = Duration::from_millis(ptimes[bytes.u8() as usize % 6]);
-                if bytes.u8() & 3 == 0 {
+                let flips = bytes.u8();
+                if flips & 3 == 0 {
                     next.leg_a.law = match next.leg_a.law {
                         Law::Ulaw => Law::Alaw,
                         Law::Alaw => Law::Ulaw,
                     };
                 }
+                // The same byte, so scripts found before read as they did when this bit is 0.
+                if flips & 0x30 == 0x30 {
+                    next.mode = match next.mode {
+                        Mode::Transcode => Mode::Passthrough,
+                        Mode::Passthrough => Mode::Transcode,
+                    };
+                }
                 next.leg_b.encoder.bitrate = 6000 + i32::from(bytes.u8()) * 200;
-                if session.update(next.clone()).is_ok() {
+                if session.update(now, next.clone()).is_ok() {
                     cfg = next;
                 }
             }
@@ -332,6 +349,17 @@ pub fn run(data: &[u8]) -> Result<Outcome, Violation> {
                 Leg::A => cfg.leg_a.payload_type,
                 Leg::B => cfg.leg_b.payload_type,
             };
+            if t.channel == Channel::Rtp && buf[..t.len] == fed[..] {
+                // Relayed as it came (passthrough): the peer's stream, not ours.
+                if session.mode() != Mode::Passthrough {
+                    return Err(Violation {
+                        step,
+                        what: format!("input echoed to {:?} while transcoding", t.leg),
+                    });
+                }
+                outcome.relayed[t.leg as usize] += 1;
+                continue;
+            }
             check_datagram(
                 &session,
                 audio_pt,

@@ -1,0 +1,365 @@
+//! The calls of the offer/answer front door: one worker session per call-id, placed like the
+//! Scheduler's sessions, with a local index (call-id -> worker, session, the last offer) and, on
+//! an index miss, `FindSessions` across the live workers, so any replica can delete or query a
+//! call another one created.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bridgepool_proto::v1;
+use bridgepool_sdp::{Codec, CodecOps};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tonic::{Code, Request};
+
+use super::legs::{Leg, Party};
+use super::pool::PlaceError;
+use crate::placement;
+use crate::registry::WorkerState;
+use crate::service::SchedulerState;
+
+/// Workers tried per new call.
+const TRIES: usize = 3;
+/// A worker call on the offer/answer path; Kamailio waits 1 s per try and blocks a SIP worker.
+const WORKER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The offer an answer will answer.
+#[derive(Debug, Clone)]
+pub struct PendingOffer {
+    /// The tag of the party that offered.
+    pub offerer_tag: String,
+    /// Its leg.
+    pub offerer_leg: Leg,
+    /// What its SDP said about its end.
+    pub offerer: Party,
+    /// Codecs it may receive (its offer less the stripped ones).
+    pub accepted: Vec<Codec>,
+}
+
+/// One call this replica knows.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The worker holding its session.
+    pub worker: Arc<str>,
+    /// The worker-local session id.
+    pub session_id: String,
+    /// The tag of the party that offered first, and its label.
+    pub from_tag: String,
+    /// The answerer's tag, once answered.
+    pub to_tag: Option<String>,
+    /// Labels by tag (`label` of offers and answers).
+    pub labels: Vec<(String, String)>,
+    /// The codec operations each party's first offer carried, by tag: a re-INVITE sent without
+    /// them (the usual proxy script) keeps the call's transcoding.
+    pub ops: Vec<(String, CodecOps)>,
+    /// The leg of the party with `from_tag`.
+    pub from_leg: Leg,
+    /// Where leg A's peer sends.
+    pub leg_a_local: SocketAddr,
+    /// Where leg B's peer sends.
+    pub leg_b_local: SocketAddr,
+    /// The peers' addresses as signalled.
+    pub remotes: [Option<SocketAddr>; 2],
+    /// The last offer (kept after its answer: a resent 200 OK carries the answer again).
+    pub pending: Option<PendingOffer>,
+    /// Transcoding (else passthrough) since the last answer.
+    pub transcoding: bool,
+    /// Unix seconds of the first offer.
+    pub created: u64,
+    /// Unix seconds of the last offer or answer.
+    pub last_signal: u64,
+}
+
+impl Call {
+    /// Where `leg`'s peer sends.
+    pub fn local(&self, leg: Leg) -> SocketAddr {
+        match leg {
+            Leg::A => self.leg_a_local,
+            Leg::B => self.leg_b_local,
+        }
+    }
+
+    /// The leg of the party with `tag` (the first offerer's leg for a tag never seen).
+    pub fn leg_of(&self, tag: &str) -> Leg {
+        if self.to_tag.as_deref() == Some(tag) && tag != self.from_tag {
+            self.from_leg.other()
+        } else {
+            self.from_leg
+        }
+    }
+
+    /// The tag on `leg`, if known.
+    pub fn tag_of(&self, leg: Leg) -> Option<&str> {
+        if leg == self.from_leg {
+            Some(&self.from_tag)
+        } else {
+            self.to_tag.as_deref()
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A session found on a worker (the local index's entry, or `FindSessions`' answer).
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The call as known (`None` when only a worker knew it: another replica created it).
+    pub call: Option<Call>,
+    /// The worker and its local session id.
+    pub worker: Arc<str>,
+    /// The worker-local session id.
+    pub session_id: String,
+    /// Tags the worker holds.
+    pub tags: (String, String),
+}
+
+/// Worker calls and the index of the offer/answer calls.
+pub struct CallPool {
+    state: Arc<SchedulerState>,
+    rng: Mutex<StdRng>,
+    calls: Mutex<HashMap<String, Call>>,
+}
+
+fn address(a: Option<&v1::MediaAddress>) -> Option<SocketAddr> {
+    let a = a?;
+    Some(SocketAddr::new(
+        a.ip.parse().ok()?,
+        u16::try_from(a.port).ok()?,
+    ))
+}
+
+impl CallPool {
+    /// Calls over the scheduler's registry and worker channels.
+    pub fn new(state: Arc<SchedulerState>) -> Self {
+        Self {
+            state,
+            rng: Mutex::new(StdRng::from_os_rng()),
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn timeout(&self) -> Duration {
+        self.state.worker_timeout.min(WORKER_TIMEOUT)
+    }
+
+    /// The call under `call_id`, if this replica knows it.
+    pub fn get(&self, call_id: &str) -> Option<Call> {
+        self.index().get(call_id).cloned()
+    }
+
+    /// Stores (or replaces) a call.
+    pub fn put(&self, call_id: &str, call: Call) {
+        self.index().insert(call_id.to_owned(), call);
+    }
+
+    /// Calls this replica knows.
+    pub fn len(&self) -> usize {
+        self.index().len()
+    }
+
+    /// Whether it knows none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Places a new session (draining, lost and full workers are never chosen); returns the
+    /// worker and its answer.
+    pub async fn create(
+        &self,
+        request: v1::CreateSessionRequest,
+    ) -> Result<(Arc<str>, v1::CreateSessionResponse), PlaceError> {
+        self.state.expire(Instant::now());
+        let (candidates, order) = {
+            let candidates = self.state.registry().candidates();
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            let order = placement::order(&candidates, &mut *rng, TRIES);
+            (candidates, order)
+        };
+        for i in order {
+            let worker = candidates[i].id.clone();
+            let Some(endpoint) = self
+                .state
+                .registry()
+                .get(&worker)
+                .map(|w| w.endpoint.clone())
+            else {
+                continue;
+            };
+            let Ok(mut client) = self.state.client(&endpoint) else {
+                continue;
+            };
+            let mut call = Request::new(request.clone());
+            call.set_timeout(self.timeout());
+            match client.create_session(call).await {
+                Ok(response) => {
+                    let created = response.into_inner();
+                    self.state.registry().placed(&worker, &created.session_id);
+                    return Ok((worker, created));
+                }
+                Err(s) if s.code() == Code::InvalidArgument => {
+                    return Err(PlaceError::Refused(s.message().to_owned()));
+                }
+                Err(s) => {
+                    tracing::info!(%worker, code = ?s.code(), message = %s.message(), "worker refused a session; trying another");
+                    self.state.registry().refused(&worker);
+                }
+            }
+        }
+        Err(PlaceError::NoHeadroom {
+            workers: candidates.len(),
+        })
+    }
+
+    /// Sends an update to the call's worker.
+    pub async fn update(
+        &self,
+        call: &Call,
+        mut request: v1::UpdateSessionRequest,
+    ) -> Result<(), tonic::Status> {
+        request.session_id.clone_from(&call.session_id);
+        let endpoint = self
+            .state
+            .registry()
+            .get(&call.worker)
+            .map(|w| w.endpoint.clone())
+            .ok_or_else(|| tonic::Status::unavailable("the call's worker is gone"))?;
+        let mut client = self.state.client(&endpoint)?;
+        let mut req = Request::new(request);
+        req.set_timeout(self.timeout());
+        client.update_session(req).await.map(|_| ())
+    }
+
+    /// Live workers' (id, endpoint), `first` first.
+    fn targets(&self, first: Option<&Arc<str>>) -> Vec<(Arc<str>, String)> {
+        let registry = self.state.registry();
+        let mut all: Vec<(Arc<str>, String)> = registry
+            .iter()
+            .filter(|(_, w)| w.state != WorkerState::Lost)
+            .map(|(id, w)| (id.clone(), w.endpoint.clone()))
+            .collect();
+        if let Some(first) = first
+            && let Some(pos) = all.iter().position(|(id, _)| id == first)
+        {
+            all.swap(0, pos);
+        }
+        all
+    }
+
+    /// The call's sessions: from the index, else from every live worker's `FindSessions`.
+    pub async fn find(&self, call_id: &str) -> Vec<Found> {
+        if let Some(call) = self.get(call_id) {
+            return vec![Found {
+                worker: call.worker.clone(),
+                session_id: call.session_id.clone(),
+                tags: (
+                    call.from_tag.clone(),
+                    call.to_tag.clone().unwrap_or_default(),
+                ),
+                call: Some(call),
+            }];
+        }
+        let mut found = Vec::new();
+        for (worker, endpoint) in self.targets(None) {
+            let Ok(mut client) = self.state.client(&endpoint) else {
+                continue;
+            };
+            let mut req = Request::new(v1::FindSessionsRequest {
+                call_id: call_id.to_owned(),
+                from_tag: String::new(),
+            });
+            req.set_timeout(self.timeout());
+            // A worker without FindSessions (older) answers unimplemented: nothing to find there.
+            if let Ok(r) = client.find_sessions(req).await {
+                for s in r.into_inner().sessions {
+                    found.push(Found {
+                        call: None,
+                        worker: worker.clone(),
+                        session_id: s.session_id,
+                        tags: (s.from_tag, s.to_tag),
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// Deletes the call's sessions wherever they are; returns them with their final figures.
+    pub async fn delete(&self, call_id: &str) -> Vec<(Found, v1::DeleteSessionResponse)> {
+        let found = self.find(call_id).await;
+        let mut out = Vec::new();
+        for f in found {
+            let Some((_, endpoint)) = self
+                .targets(Some(&f.worker))
+                .into_iter()
+                .find(|(id, _)| *id == f.worker)
+            else {
+                continue;
+            };
+            let Ok(mut client) = self.state.client(&endpoint) else {
+                continue;
+            };
+            let mut req = Request::new(v1::DeleteSessionRequest {
+                session_id: f.session_id.clone(),
+            });
+            req.set_timeout(self.timeout());
+            if let Ok(r) = client.delete_session(req).await {
+                let r = r.into_inner();
+                self.state.registry().released(&f.worker, &f.session_id);
+                if !r.already_deleted {
+                    out.push((f, r));
+                }
+            }
+        }
+        self.index().remove(call_id);
+        out
+    }
+
+    /// The figures of the call's sessions.
+    pub async fn query(&self, call_id: &str) -> Vec<(Found, v1::GetSessionResponse)> {
+        let mut out = Vec::new();
+        for f in self.find(call_id).await {
+            let Some((_, endpoint)) = self
+                .targets(Some(&f.worker))
+                .into_iter()
+                .find(|(id, _)| *id == f.worker)
+            else {
+                continue;
+            };
+            let Ok(mut client) = self.state.client(&endpoint) else {
+                continue;
+            };
+            let mut req = Request::new(v1::GetSessionRequest {
+                session_id: f.session_id.clone(),
+            });
+            req.set_timeout(self.timeout());
+            match client.get_session(req).await {
+                Ok(r) => out.push((f, r.into_inner())),
+                Err(s) if s.code() == Code::NotFound => {
+                    // Ended on the worker (timeout, BYE): forget it here too.
+                    self.index().remove(call_id);
+                }
+                Err(_) => {}
+            }
+        }
+        out
+    }
+
+    /// Remote and local addresses of a created session's legs.
+    pub fn locals(created: &v1::CreateSessionResponse) -> Option<(SocketAddr, SocketAddr)> {
+        Some((
+            address(created.leg_a_local.as_ref())?,
+            address(created.leg_b_local.as_ref())?,
+        ))
+    }
+}
