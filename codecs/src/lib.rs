@@ -7,6 +7,7 @@
 //! - [`opus`]: Opus encoder and decoder behind our own types (FEC, PLC, DTX).
 //! - [`resample`]: sample-rate conversion with rubato, for rates libopus does not take itself.
 //! - [`rtp`], [`rtcp`]: zero-copy views over `&[u8]` and builders into a caller's buffer.
+//! - [`stretch`]: pitch-period time stretching of 8 kHz speech (jitter buffer delay changes).
 //! - [`telephone_event`]: RFC 4733 DTMF events.
 //! - [`quality`]: similarity of two recordings after alignment (tests, loadgen).
 #![deny(missing_docs)]
@@ -18,4 +19,5 @@ pub mod quality;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+pub mod stretch;
 pub mod telephone_event;

@@ -8,7 +8,7 @@ use bridgepool_codecs::opus::EncoderConfig;
 use bridgepool_proto::v1;
 
 use crate::engine::JobInfo;
-use crate::session::StreamSeed;
+use crate::session::{JitterBuffer, StreamSeed};
 use crate::session::oneway::{OneWayCodec, OneWayPair};
 
 fn codec(c: &v1::Codec) -> Result<OneWayCodec, String> {
@@ -74,6 +74,7 @@ pub(super) fn pairs(wire: &[v1::JobPair]) -> Result<Vec<OneWayPair>, String> {
             ptime: Duration::from_millis(u64::from(ptime_ms)),
             encoder: encoder(o),
             seed: seed(),
+            jitter: JitterBuffer::default(),
         });
     }
     Ok(out)

@@ -17,6 +17,7 @@ mod config;
 mod dtmf;
 mod g711_to_opus;
 mod ingress;
+mod jitter;
 pub mod oneway;
 mod opus_to_g711;
 mod rtcp_leg;
@@ -32,8 +33,8 @@ use bridgepool_codecs::rtp::{self, RtpPacket};
 use bridgepool_codecs::telephone_event::TelephoneEvent;
 
 pub use config::{
-    ConfigError, G711Leg, OpusLeg, SessionConfig, StreamSeed, TRANSCODER_APPLICATION,
-    TRANSCODER_BITRATE, TRANSCODER_COMPLEXITY, Timeouts,
+    ConfigError, G711Leg, JitterBuffer, JitterMode, OpusLeg, SessionConfig, StreamSeed,
+    TRANSCODER_APPLICATION, TRANSCODER_BITRATE, TRANSCODER_COMPLEXITY, Timeouts,
 };
 pub use rtcp_leg::NTP_UNIX_OFFSET;
 pub use stats::{DropCounts, DropReason, LegStats, mos_from_e_model};
@@ -46,6 +47,22 @@ use opus_to_g711::{OpusToG711, Rejected};
 use rtcp_leg::{NtpClock, RtcpLeg};
 use rtp_out::{OutPacket, RtpOut};
 use transmit::Outbox;
+
+/// The jitter buffer of the Opus -> G.711 direction as it stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitterStats {
+    /// The settings in force.
+    pub config: JitterBuffer,
+    /// The delay the buffer added to the last frame sent toward the G.711 leg, over what a
+    /// packet on the fastest path would have had (zero with the buffer off).
+    pub delay: std::time::Duration,
+    /// The delay it steers toward now.
+    pub target: std::time::Duration,
+    /// 8 kHz samples removed to lower the delay (accelerate, silence cuts, max-delay cuts).
+    pub shortened_samples: u64,
+    /// 8 kHz samples inserted to raise it (preemptive expand).
+    pub lengthened_samples: u64,
+}
 
 /// Which side of the bridge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,6 +204,7 @@ impl Session {
                 config.frame_a(),
                 config.leg_a.ptime,
                 config.playout_grace,
+                config.jitter,
             )
             .map_err(codec)?,
             dtmf_a_to_b: DtmfRelay::new(Rescale::Up6),
@@ -204,7 +222,16 @@ impl Session {
         };
         Ok(Self {
             ingress_a: Ingress::new(8000, config.reorder_wait, now),
-            ingress_b: Ingress::new(OPUS_CLOCK, config.reorder_wait, now),
+            // With the jitter buffer on, the playout clock says when a gap is given up
+            // (`OpusToG711::needs_held`); the reorder wait is only the bound.
+            ingress_b: Ingress::new(
+                OPUS_CLOCK,
+                match config.jitter.mode {
+                    JitterMode::Off => config.reorder_wait,
+                    _ => config.jitter.max_delay.max(config.reorder_wait),
+                },
+                now,
+            ),
             rtcp_a: RtcpLeg::new(Leg::A, 8000, now, config.rtcp_interval, config.seed_a.ssrc),
             rtcp_b: RtcpLeg::new(
                 Leg::B,
@@ -342,7 +369,14 @@ impl Session {
                 Leg::A => &mut self.ingress_a,
                 Leg::B => &mut self.ingress_b,
             };
-            match ingress.push(now, arrival, payload) {
+            let verdict = ingress.push(now, arrival, payload);
+            if leg == Leg::B
+                && pt == self.core.pt_b
+                && !matches!(verdict, Verdict::Duplicate | Verdict::NewStream)
+            {
+                self.core.b_to_a.observe(now, arrival.timestamp);
+            }
+            match verdict {
                 Verdict::Deliver => {
                     self.core.process(now, leg, arrival, payload);
                     self.release(now, leg, false);
@@ -433,7 +467,7 @@ impl Session {
         }
         // The G.711 side needs audio now: a packet held behind a gap is more use than waiting,
         // since it may carry FEC for the missing one.
-        let playout_due = self.core.b_to_a.deadline().is_some_and(|d| d <= now);
+        let playout_due = self.core.b_to_a.needs_held(now);
         self.release(now, Leg::B, playout_due);
         if self.core.mode_a.send {
             let c = &mut self.core;
@@ -569,6 +603,18 @@ impl Session {
     pub fn healing(&self) -> (u64, u64, u64) {
         let b = &self.core.b_to_a;
         (b.fec_recovered, b.concealed_samples, b.skipped_samples)
+    }
+
+    /// The jitter buffer of the Opus -> G.711 direction: settings, current and target delay.
+    pub fn jitter_buffer(&self) -> JitterStats {
+        let b = &self.core.b_to_a;
+        JitterStats {
+            config: b.jitter(),
+            delay: b.delay,
+            target: b.target(),
+            shortened_samples: b.shortened_samples,
+            lengthened_samples: b.lengthened_samples,
+        }
     }
 
     /// Opus frames not sent because the encoder's DTX judged them silent.
