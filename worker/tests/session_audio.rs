@@ -103,7 +103,6 @@ fn opus_loss_is_healed_by_fec_then_plc_without_gaps() {
         );
         let decoded = decode_g711_output(&out, Law::Ulaw, PT_A);
         let sim = similarity(&audio, &decoded);
-        eprintln!("DBG fec={fec} {:?} {:?} corr {}", h.session.jitter_buffer(), h.session.healing(), sim.correlation);
         (
             sim.correlation,
             h.session.healing(),

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{EncoderConfig, OpusDecoder, SampleRate};
 use bridgepool_codecs::rtp::{RtpHeader, RtpPacket};
-use bridgepool_worker::session::{JitterBuffer, StreamSeed};
 use bridgepool_worker::session::oneway::{OneWay, OneWayCodec, OneWayPair};
+use bridgepool_worker::session::{JitterBuffer, StreamSeed};
 
 /// Any instant will do as the start of virtual time; the job itself never reads a clock.
 #[allow(clippy::disallowed_methods)]

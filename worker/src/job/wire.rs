@@ -8,8 +8,8 @@ use bridgepool_codecs::opus::EncoderConfig;
 use bridgepool_proto::v1;
 
 use crate::engine::JobInfo;
-use crate::session::{JitterBuffer, StreamSeed};
 use crate::session::oneway::{OneWayCodec, OneWayPair};
+use crate::session::{JitterBuffer, StreamSeed};
 
 fn codec(c: &v1::Codec) -> Result<OneWayCodec, String> {
     match (c.name.to_ascii_lowercase().as_str(), c.clock_rate) {

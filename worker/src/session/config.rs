@@ -269,7 +269,9 @@ pub enum ConfigError {
     Cname,
     /// The jitter buffer's maximum delay must be one G.711 frame to 500 ms, and a fixed delay
     /// no more than it.
-    #[error("jitter buffer: max delay {0:?} not one G.711 frame to 500 ms, or fixed delay {1:?} above it")]
+    #[error(
+        "jitter buffer: max delay {0:?} not one G.711 frame to 500 ms, or fixed delay {1:?} above it"
+    )]
     JitterBuffer(Duration, Duration),
     /// The Opus encoder or decoder refused its settings.
     #[error("Opus codec setup failed: {0}")]

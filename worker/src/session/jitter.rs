@@ -124,7 +124,6 @@ impl DelayEstimator {
         let m = self.window.iter().copied().fold(self.current_min, i64::min);
         (m != i64::MAX).then_some(m)
     }
-
 }
 
 fn ticks_since(epoch: Instant, now: Instant) -> i64 {
@@ -148,10 +147,8 @@ pub(crate) enum Stretch {
 
 /// Below the target by more than this, the buffer grows (avoids stretching on tick phase noise).
 const GROW_BELOW: Duration = Duration::from_millis(5);
-/// Above the target by more than this, the buffer shrinks. Packets arrive in whole packet
-/// times, so a delay up to one packet above the least is the phase of arrivals against the
-/// output clock, not excess.
-const SHRINK_ABOVE: Duration = Duration::from_millis(15);
+/// Above the target by more than this, the buffer shrinks (a band, so it does not hunt).
+const SHRINK_ABOVE: Duration = Duration::from_millis(8);
 /// Correlation a speech period needs before it is repeated or removed: lower sounds warbly.
 const MIN_CORRELATION: f32 = 0.75;
 /// Cross-fade used when cutting or padding silence (5 ms).
@@ -160,7 +157,12 @@ const SILENCE_FADE: usize = 40;
 /// One step toward `target` for audio in `fifo` that is `delay` late, keeping at least `frame`
 /// samples to send now. Speech moves by one pitch period where it repeats well; silence moves
 /// faster, up to a frame per step.
-pub(crate) fn adjust(fifo: &mut Vec<i16>, frame: usize, delay: Duration, target: Duration) -> Stretch {
+pub(crate) fn adjust(
+    fifo: &mut Vec<i16>,
+    frame: usize,
+    delay: Duration,
+    target: Duration,
+) -> Stretch {
     let window = &fifo[..fifo.len().min(2 * stretch::MAX_PERIOD)];
     if delay > target + SHRINK_ABOVE {
         let excess = duration_to_samples(delay - target);
@@ -183,7 +185,9 @@ pub(crate) fn adjust(fifo: &mut Vec<i16>, frame: usize, delay: Duration, target:
     } else if delay + GROW_BELOW < target {
         let missing = duration_to_samples(target - delay);
         if stretch::is_silent(window) {
-            let count = missing.min(frame).min(fifo.len().saturating_sub(SILENCE_FADE));
+            let count = missing
+                .min(frame)
+                .min(fifo.len().saturating_sub(SILENCE_FADE));
             if count >= SILENCE_FADE && stretch::lengthen(fifo, count, SILENCE_FADE) {
                 return Stretch::Lengthened(count);
             }
@@ -220,7 +224,9 @@ mod tests {
         }
         assert!(e.target() <= Duration::from_millis(2));
         // A packet arriving on time is due now.
-        let d = e.delay_of(at(t0, 20 * 499), (1 << 32) + 499 * 960).expect("delay");
+        let d = e
+            .delay_of(at(t0, 20 * 499), (1 << 32) + 499 * 960)
+            .expect("delay");
         assert!(d < Duration::from_millis(1));
     }
 
@@ -249,7 +255,11 @@ mod tests {
         // The sender's clock runs 0.1 % fast for 10 minutes: timestamps gain 600 ms.
         for i in 0..30_000u64 {
             e.observe(at(t0, 20 * i), (i * 961) as u32);
-            assert!(e.target() <= Duration::from_millis(4), "at {i}: {:?}", e.target());
+            assert!(
+                e.target() <= Duration::from_millis(4),
+                "at {i}: {:?}",
+                e.target()
+            );
         }
         let mut e = DelayEstimator::new();
         for i in 0..30_000u64 {

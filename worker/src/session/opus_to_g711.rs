@@ -191,7 +191,7 @@ impl OpusToG711 {
     /// A packet of this stream arrived at `now` (any order, late ones too): the delay estimate
     /// learns from it.
     pub(crate) fn observe(&mut self, now: Instant, in_ts: u32) {
-        if self.jitter.mode == JitterMode::Adaptive {
+        if self.buffered() {
             self.estimator.observe(now, in_ts);
         }
     }
@@ -390,13 +390,26 @@ impl OpusToG711 {
         self.play_ts = Some(end);
         self.decoded_end = Some(end);
         self.underrun = 0;
+        // A packet so late that keeping it whole would break the delay bound loses its start.
+        let queued = samples_to_duration(self.fifo.len());
+        let skip = match self.estimator.delay_of(now, ext) {
+            Some(d) if d + queued > self.jitter.max_delay => {
+                duration_to_samples(d + queued - self.jitter.max_delay).min(n)
+            }
+            _ => 0,
+        };
+        if skip == n {
+            self.skipped_samples += n as u64;
+            return Err(Rejected::Late);
+        }
+        self.skipped_samples += skip as u64;
         // Beyond the buffer's bound the audio cannot be kept: the oldest goes.
         let room = self.fifo.capacity() - self.fifo.len();
-        if n > room {
-            self.fifo.drain(..n - room);
-            self.shortened_samples += (n - room) as u64;
+        if n - skip > room {
+            self.fifo.drain(..n - skip - room);
+            self.shortened_samples += (n - skip - room) as u64;
         }
-        self.fifo.extend_from_slice(&self.pcm[..n]);
+        self.fifo.extend_from_slice(&self.pcm[skip..n]);
         if self.deadline.is_none() {
             self.deadline = Some(now + self.target());
         }
