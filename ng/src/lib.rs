@@ -36,7 +36,7 @@ pub use command::{CallRef, Command};
 pub use error::DecodeError;
 pub use frame::{Message, frame};
 pub use transform::{
-    CodecPair, CodecSpec, MediaAddress, TransformError, TransformMedia, TransformReply,
-    TransformRequest,
+    CodecPair, CodecSpec, JitterBufferMode, JitterBufferOption, MediaAddress, TransformError,
+    TransformMedia, TransformReply, TransformRequest,
 };
 pub use value::{Dict, Value};

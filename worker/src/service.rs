@@ -220,6 +220,7 @@ impl Worker for WorkerService {
             let mut config = SessionConfig::new(leg_a.law, seed_a, seed_b);
             config.leg_a = leg_a;
             config.leg_b = leg_b;
+            config.jitter = convert::jitter_buffer(req.jitter.as_ref()).map_err(Status::invalid_argument)?;
             config.timeouts = state.timeouts;
             config.cname = format!("bridgepool@{}", state.worker_id);
             config.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -361,6 +362,7 @@ impl Worker for WorkerService {
             leg_a: Some(leg_a),
             leg_b: Some(leg_b),
             call_id: self.state.call_id(id),
+            jitter_buffer: Some(convert::jitter_stats(&snapshot.jitter)),
         }))
     }
 

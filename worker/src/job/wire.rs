@@ -58,7 +58,7 @@ fn seed() -> StreamSeed {
 }
 
 /// The pairs of a CreateJob.
-pub(super) fn pairs(wire: &[v1::JobPair]) -> Result<Vec<OneWayPair>, String> {
+pub(super) fn pairs(wire: &[v1::JobPair], jitter: JitterBuffer) -> Result<Vec<OneWayPair>, String> {
     let mut out = Vec::with_capacity(wire.len());
     for p in wire {
         let (i, o) = match (&p.input, &p.output) {
@@ -74,7 +74,7 @@ pub(super) fn pairs(wire: &[v1::JobPair]) -> Result<Vec<OneWayPair>, String> {
             ptime: Duration::from_millis(u64::from(ptime_ms)),
             encoder: encoder(o),
             seed: seed(),
-            jitter: JitterBuffer::default(),
+            jitter,
         });
     }
     Ok(out)

@@ -56,6 +56,8 @@ pub struct JitterStats {
     /// The delay the buffer added to the last frame sent toward the G.711 leg, over what a
     /// packet on the fastest path would have had (zero with the buffer off).
     pub delay: std::time::Duration,
+    /// The mean of `delay` over the frames sent so far.
+    pub mean_delay: std::time::Duration,
     /// The delay it steers toward now.
     pub target: std::time::Duration,
     /// 8 kHz samples removed to lower the delay (accelerate, silence cuts, max-delay cuts).
@@ -611,6 +613,7 @@ impl Session {
         JitterStats {
             config: b.jitter(),
             delay: b.delay,
+            mean_delay: b.mean_delay(),
             target: b.target(),
             shortened_samples: b.shortened_samples,
             lengthened_samples: b.lengthened_samples,

@@ -117,6 +117,9 @@ pub(crate) struct OpusToG711 {
     pub(crate) shortened_samples: u64,
     /// Samples inserted to raise the delay (preemptive expand).
     pub(crate) lengthened_samples: u64,
+    /// Sum over frames sent of [`Self::delay`], microseconds, and how many frames.
+    delay_sum_us: u64,
+    delay_frames: u64,
 }
 
 impl OpusToG711 {
@@ -157,11 +160,22 @@ impl OpusToG711 {
             delay: Duration::ZERO,
             shortened_samples: 0,
             lengthened_samples: 0,
+            delay_sum_us: 0,
+            delay_frames: 0,
         })
     }
 
     fn buffered(&self) -> bool {
         self.jitter.mode != JitterMode::Off
+    }
+
+    /// Mean of the delay the buffer added, over the frames sent since the session started.
+    pub(crate) fn mean_delay(&self) -> Duration {
+        Duration::from_micros(
+            self.delay_sum_us
+                .checked_div(self.delay_frames)
+                .unwrap_or(0),
+        )
     }
 
     /// The jitter buffer settings in force.
@@ -481,6 +495,8 @@ impl OpusToG711 {
             return;
         };
         self.delay = delay;
+        self.delay_sum_us += delay.as_micros() as u64;
+        self.delay_frames += 1;
         if delay > self.jitter.max_delay {
             let cut = duration_to_samples(delay - self.jitter.max_delay)
                 .min(self.fifo.len() - self.frame);
