@@ -92,6 +92,9 @@ pub struct SessionConfig {
     pub rtcp_interval: Duration,
     /// How the Opus -> G.711 direction absorbs arrival jitter.
     pub jitter: JitterBuffer,
+    /// Conceal loss on the G.711 leg before the Opus encoder (else the gap is left to the Opus
+    /// receiver). On by default: better by PESQ (docs/performance.md).
+    pub g711_plc: bool,
 }
 
 /// How the Opus -> G.711 direction plays out what arrives with jitter.
@@ -182,6 +185,7 @@ impl SessionConfig {
             playout_grace: Duration::from_millis(30),
             rtcp_interval: Duration::from_secs(5),
             jitter: JitterBuffer::default(),
+            g711_plc: true,
         }
     }
 

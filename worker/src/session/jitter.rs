@@ -310,7 +310,7 @@ mod tests {
         let none = adjust(
             &mut fifo,
             160,
-            Duration::from_millis(20),
+            Duration::from_millis(15),
             Duration::from_millis(10),
         );
         assert_eq!(none, Stretch::None);

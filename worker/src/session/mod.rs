@@ -171,7 +171,24 @@ struct Core {
     mode_b: LegMode,
     leg_a: LegCounters,
     leg_b: LegCounters,
+    loss: LossEstimate,
 }
+
+/// The loss the Opus encoder is told to expect: the larger of what the Opus peer reports (RTCP)
+/// and what we see on the G.711 leg (a network that loses one way tends to lose the other; FEC
+/// costs little when the peer asked for it).
+#[derive(Clone, Copy, Debug, Default)]
+struct LossEstimate {
+    reported_pct: u8,
+    seen_pct: u8,
+    /// Leg A packets received and lost in the current window.
+    received: u64,
+    lost: u64,
+    told_pct: u8,
+}
+
+/// Leg A packets per window of the seen loss (5 s at 20 ms).
+const LOSS_WINDOW: u64 = 250;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct LegCounters {
@@ -199,8 +216,13 @@ impl Session {
                 config.seed_b.sequence,
                 config.seed_b.timestamp,
             ),
-            a_to_b: G711ToOpus::new(config.leg_a.law, &config.leg_b.encoder, config.frame_b())
-                .map_err(codec)?,
+            a_to_b: {
+                let mut a_to_b =
+                    G711ToOpus::new(config.leg_a.law, &config.leg_b.encoder, config.frame_b())
+                        .map_err(codec)?;
+                a_to_b.set_plc(config.g711_plc);
+                a_to_b
+            },
             b_to_a: OpusToG711::new(
                 config.leg_a.law,
                 config.frame_a(),
@@ -221,6 +243,7 @@ impl Session {
             mode_b: LegMode::default(),
             leg_a: LegCounters::default(),
             leg_b: LegCounters::default(),
+            loss: LossEstimate::default(),
         };
         Ok(Self {
             ingress_a: Ingress::new(8000, config.reorder_wait, now),
@@ -316,8 +339,12 @@ impl Session {
                 c.a_to_b.encoder().set_bitrate(ne.bitrate).map_err(codec)?;
             } else {
                 c.a_to_b.replace_encoder(ne).map_err(codec)?;
+                // A new encoder starts from its configured expected loss: tell it ours again.
+                c.loss.told_pct = ne.expected_loss_pct;
+                c.tune_encoder_loss();
             }
         }
+        c.a_to_b.set_plc(config.g711_plc);
         c.pt_a = config.leg_a.payload_type;
         c.te_a = config.leg_a.telephone_event_pt;
         c.pt_b = config.leg_b.payload_type;
@@ -432,7 +459,8 @@ impl Session {
             let pct = (self.rtcp_b.peer.fraction_lost * 100.0)
                 .ceil()
                 .clamp(0.0, 50.0) as u8;
-            let _ = self.core.a_to_b.encoder().set_expected_loss(pct);
+            self.core.loss.reported_pct = pct;
+            self.core.tune_encoder_loss();
         }
     }
 
@@ -444,11 +472,10 @@ impl Session {
         };
         while let Some(popped) = ingress.pop(now, force) {
             match popped {
-                Popped::Lost { count } => {
-                    if leg == Leg::B {
-                        self.core.b_to_a.on_lost(count);
-                    }
-                }
+                Popped::Lost { count } => match leg {
+                    Leg::B => self.core.b_to_a.on_lost(count),
+                    Leg::A => self.core.loss.lost += count,
+                },
                 Popped::Packet { arrival, payload } => {
                     self.core.process(now, leg, arrival, payload);
                 }
@@ -620,6 +647,16 @@ impl Session {
         }
     }
 
+    /// 8 kHz samples of lost G.711 input filled by concealment before the Opus encoder.
+    pub fn g711_concealed_samples(&self) -> u64 {
+        self.core.a_to_b.concealed_samples
+    }
+
+    /// The packet loss percentage the Opus encoder was last told to expect.
+    pub fn encoder_expected_loss(&self) -> u8 {
+        self.core.loss.told_pct
+    }
+
     /// Opus frames not sent because the encoder's DTX judged them silent.
     pub fn dtx_frames(&self) -> u64 {
         self.core.a_to_b.dtx_frames
@@ -708,6 +745,26 @@ impl Core {
         }
     }
 
+    /// Counts a leg A audio packet; at each window's end the loss seen there is re-judged.
+    fn count_leg_a_packet(&mut self) {
+        let l = &mut self.loss;
+        l.received += 1;
+        let expected = l.received + l.lost;
+        if expected >= LOSS_WINDOW {
+            l.seen_pct = (l.lost * 100).div_ceil(expected).min(50) as u8;
+            l.received = 0;
+            l.lost = 0;
+            self.tune_encoder_loss();
+        }
+    }
+
+    fn tune_encoder_loss(&mut self) {
+        let pct = self.loss.reported_pct.max(self.loss.seen_pct);
+        if pct != self.loss.told_pct && self.a_to_b.encoder().set_expected_loss(pct).is_ok() {
+            self.loss.told_pct = pct;
+        }
+    }
+
     /// A peer started a new stream: reset what decodes it, keep what we send.
     fn new_stream(&mut self, now: Instant, leg: Leg, ssrc: u32, first: bool) {
         match leg {
@@ -738,6 +795,7 @@ impl Core {
         counters.last_media = Some(now);
         match leg {
             Leg::A if arrival.payload_type == self.pt_a => {
+                self.count_leg_a_packet();
                 if self.mode_b.send {
                     self.a_to_b.on_packet(
                         now,

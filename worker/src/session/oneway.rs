@@ -154,10 +154,12 @@ impl OneWay {
             }
             let frame = frame_8k(p.ptime);
             let direction = match (p.input, p.output) {
-                (OneWayCodec::G711(law), OneWayCodec::Opus) => Direction::ToOpus(
-                    G711ToOpus::new(law, &p.encoder, frame)
-                        .map_err(|e| OneWayError::Opus(e.to_string()))?,
-                ),
+                (OneWayCodec::G711(law), OneWayCodec::Opus) => {
+                    let mut to_opus = G711ToOpus::new(law, &p.encoder, frame)
+                        .map_err(|e| OneWayError::Opus(e.to_string()))?;
+                    to_opus.set_plc(true);
+                    Direction::ToOpus(to_opus)
+                }
                 (OneWayCodec::Opus, OneWayCodec::G711(law)) => {
                     let mut to_g711 =
                         OpusToG711::new(law, frame, p.ptime, Duration::from_millis(30), p.jitter)
