@@ -202,6 +202,7 @@ fn main() {
                 codecs: vec![codec("opus", 48_000, 111)],
                 ..Default::default()
             }),
+            jitter: None,
         };
         let open = run(&client, &request, CALLS, SENDERS, Some(rate)).await;
         println!(

@@ -231,7 +231,7 @@ impl SchedulerService {
                 call_id: call_id.to_owned(),
                 leg_a: Some(t.g711.clone()),
                 leg_b: Some(t.opus.clone()),
-                jitter: jitter.cloned(),
+                jitter: jitter.copied(),
             });
             request.set_timeout(state.worker_timeout);
             inject_context(span, request.metadata_mut());

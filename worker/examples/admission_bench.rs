@@ -276,6 +276,7 @@ fn request(call: &str, a: SocketAddr, b: SocketAddr) -> v1::CreateSessionRequest
                 ..Default::default()
             }),
         }),
+        jitter: None,
     }
 }
 

@@ -57,6 +57,7 @@ fn job(call: &str, destination: SocketAddr, recode: bool) -> v1::CreateJobReques
             output: Some(output),
         }],
         destination: Some(addr(destination)),
+        jitter: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn session(call: &str) -> v1::CreateSessionRequest {
             direction: v1::Direction::Sendrecv as i32,
             opus: Some(v1::OpusParams::default()),
         }),
+        jitter: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn request(call: &str, a: SocketAddr, b: SocketAddr) -> v1::CreateSessionRequest
             direction: v1::Direction::Sendrecv as i32,
             opus: Some(v1::OpusParams::default()),
         }),
+        jitter: None,
     }
 }
 
@@ -245,6 +246,7 @@ async fn a_panic_removes_one_job_and_frees_its_port() {
                     }),
                 }],
                 destination: Some(addr(relay.local_addr().unwrap())),
+                jitter: None,
             })
             .await
             .unwrap()

@@ -138,8 +138,7 @@ fn local_similarity(reference: &[i16], degraded: &[i16]) -> f64 {
     }
     // The median: a second that is mostly pause aligns by chance.
     all.sort_by(f64::total_cmp);
-    let c = all.get(all.len() / 2).copied().unwrap_or(0.0);
-    c
+    all.get(all.len() / 2).copied().unwrap_or(0.0)
 }
 
 #[test]

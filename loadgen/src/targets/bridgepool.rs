@@ -64,7 +64,7 @@ impl BridgepoolTarget {
                 req.leg_a,
             )),
             leg_b: Some(offer(leg_b_codecs, req.leg_b)),
-            jitter: self.jitter.clone(),
+            jitter: self.jitter,
         };
         let answer = self
             .client

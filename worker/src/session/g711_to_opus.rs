@@ -68,8 +68,8 @@ pub(crate) struct G711ToOpus {
     pub(crate) partial_padded: u64,
     /// Partial frames dropped because they could only have left late.
     pub(crate) partial_dropped: u64,
-    /// Loss concealment of the G.711 input, when enabled.
-    plc: Option<G711Plc>,
+    /// Loss concealment of the G.711 input, when enabled (boxed: 1.5 kB of history).
+    plc: Option<Box<G711Plc>>,
     /// Samples of lost input filled by concealment.
     pub(crate) concealed_samples: u64,
 }
@@ -99,7 +99,7 @@ impl G711ToOpus {
     /// Conceals lost input before the encoder (on) or leaves the gap to the receiver (off).
     pub(crate) fn set_plc(&mut self, on: bool) {
         if on != self.plc.is_some() {
-            self.plc = on.then(G711Plc::new);
+            self.plc = on.then(|| Box::new(G711Plc::new()));
         }
     }
 
@@ -307,8 +307,8 @@ impl G711ToOpus {
     /// Forgets the input stream (SSRC change); the next packet rebases onto our timeline.
     pub(crate) fn reset_input(&mut self) {
         self.next_in_ts = None;
-        if self.plc.is_some() {
-            self.plc = Some(G711Plc::new());
+        if let Some(plc) = self.plc.as_mut() {
+            **plc = G711Plc::new();
         }
     }
 

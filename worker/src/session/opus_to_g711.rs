@@ -106,7 +106,8 @@ pub(crate) struct OpusToG711 {
     /// The output stops with the input (one-way jobs) instead of staying continuous.
     ends_with_input: bool,
     jitter: JitterBuffer,
-    estimator: DelayEstimator,
+    /// Boxed: its histogram is 1 kB.
+    estimator: Box<DelayEstimator>,
     /// Samples concealed on the output clock since the last decoded packet (an underrun).
     underrun: usize,
     /// Input timestamp just past the last decoded packet (a packet before it is old).
@@ -154,7 +155,7 @@ impl OpusToG711 {
             suppressed_frames: 0,
             ends_with_input: false,
             jitter,
-            estimator: DelayEstimator::new(),
+            estimator: Box::new(DelayEstimator::new()),
             underrun: 0,
             decoded_end: None,
             delay: Duration::ZERO,

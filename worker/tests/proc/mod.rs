@@ -146,5 +146,6 @@ pub fn request(
                 ..Default::default()
             }),
         }),
+        jitter: None,
     }
 }
