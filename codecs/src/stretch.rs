@@ -11,8 +11,9 @@
 pub const MIN_PERIOD: usize = 20;
 /// Longest pitch period searched, in 8 kHz samples (15 ms, 67 Hz).
 pub const MAX_PERIOD: usize = 120;
-/// Mean square below which a stretch of audio counts as silence (about -50 dBov).
-const SILENT_MEAN_SQUARE: i64 = 100 * 100;
+/// Mean square below which a stretch of audio counts as silence (about -60 dBov: quiet speech
+/// must not be cut).
+const SILENT_MEAN_SQUARE: i64 = 30 * 30;
 
 /// A repeating stretch at the front of a buffer: `period` samples, and how alike one period is to
 /// the next (normalized correlation, 1.0 is identical).

@@ -149,6 +149,10 @@ pub(crate) enum Stretch {
 const GROW_BELOW: Duration = Duration::from_millis(5);
 /// Above the target by more than this, the buffer shrinks (a band, so it does not hunt).
 const SHRINK_ABOVE: Duration = Duration::from_millis(8);
+/// Speech is stretched only this far from the target: within it, the delay moves in the pauses
+/// (PESQ: stretching speech at every small excess cost more than the delay it saved).
+const SPEECH_SHRINK_ABOVE: Duration = Duration::from_millis(60);
+const SPEECH_GROW_BELOW: Duration = Duration::from_millis(20);
 /// Correlation a speech period needs before it is repeated or removed: lower sounds warbly.
 const MIN_CORRELATION: f32 = 0.75;
 /// Cross-fade used when cutting or padding silence (5 ms).
@@ -174,7 +178,8 @@ pub(crate) fn adjust(
             }
             return Stretch::None;
         }
-        if let Some(p) = stretch::find_period(window)
+        if delay > target + SPEECH_SHRINK_ABOVE
+            && let Some(p) = stretch::find_period(window)
             && p.correlation >= MIN_CORRELATION
             && p.period <= excess
             && 2 * p.period <= fifo.len()
@@ -193,7 +198,8 @@ pub(crate) fn adjust(
             }
             return Stretch::None;
         }
-        if let Some(p) = stretch::find_period(window)
+        if delay + SPEECH_GROW_BELOW < target
+            && let Some(p) = stretch::find_period(window)
             && p.correlation >= MIN_CORRELATION
             && stretch::lengthen(fifo, p.period, p.period)
         {
@@ -289,7 +295,7 @@ mod tests {
         let shrunk = adjust(
             &mut fifo,
             160,
-            Duration::from_millis(60),
+            Duration::from_millis(100),
             Duration::from_millis(10),
         );
         assert_eq!(shrunk, Stretch::Shortened(50));

@@ -108,10 +108,11 @@ pub(crate) struct OpusToG711 {
     jitter: JitterBuffer,
     /// Boxed: its histogram is 1 kB.
     estimator: Box<DelayEstimator>,
-    /// Samples concealed on the output clock since the last decoded packet (an underrun).
-    underrun: usize,
     /// Input timestamp just past the last decoded packet (a packet before it is old).
     decoded_end: Option<u64>,
+    /// The clock concealed a missing packet while the delay was below target: the late packet
+    /// is played whole when it comes (the buffer grows by the concealment).
+    growing: bool,
     /// Delay the buffer added to the last frame that left (see [`DelayEstimator::delay_of`]).
     pub(crate) delay: Duration,
     /// Samples removed to bring the delay down (accelerate, silence cuts, max-delay cuts).
@@ -156,8 +157,8 @@ impl OpusToG711 {
             ends_with_input: false,
             jitter,
             estimator: Box::new(DelayEstimator::new()),
-            underrun: 0,
             decoded_end: None,
+            growing: false,
             delay: Duration::ZERO,
             shortened_samples: 0,
             lengthened_samples: 0,
@@ -212,16 +213,18 @@ impl OpusToG711 {
     }
 
     /// Whether the output clock needs the packets held behind a gap now: the gap is given up as
-    /// lost. With the buffer on, a frame is concealed and the gap waited for while that keeps the
-    /// delay within the target (the packet is more likely late than lost).
+    /// lost (FEC from the next packet, else concealment). With the buffer on, only when the
+    /// buffer has no frame for this tick and the delay is at its target (below it, the gap is
+    /// waited for: the buffer grows).
     pub(crate) fn needs_held(&self, now: Instant) -> bool {
         let due = self.deadline.is_some_and(|d| d <= now);
-        if !self.buffered() {
-            return due;
-        }
-        // Waiting a frame more must not take the delay past the target.
-        let waited = self.delay + samples_to_duration(self.underrun + self.frame);
-        due && self.fifo.len() < self.frame && waited > self.target()
+        due && (!self.buffered() || (self.fifo.len() < self.frame && !self.may_grow()))
+    }
+
+    /// Whether the delay is below the target: an underrun then grows the buffer (the late packet
+    /// is waited for and played whole) instead of skipping the late audio.
+    fn may_grow(&self) -> bool {
+        self.delay + self.ptime <= self.target()
     }
 
     /// The output stops shortly after the input does, as a relay transcoding locally would:
@@ -382,6 +385,15 @@ impl OpusToG711 {
         if self.play_ts.is_none() || ext > self.in_ts_ref {
             self.in_ts_ref = ext;
         }
+        // Audio whose time the clock already filled with concealment is skipped: playing it
+        // late would stretch the talk out of its timing (PESQ: inserting the concealment and
+        // keeping the packet cost more than the concealment alone). The delay grows in pauses.
+        let covered = match self.play_ts {
+            Some(play) if !self.growing && ext < play && play - ext < RESTART_BEHIND => {
+                ((play - ext) / OPUS_TICKS_PER_SAMPLE) as usize
+            }
+            _ => 0,
+        };
         if let Some(play) = self.play_ts
             && ext > play
         {
@@ -402,17 +414,21 @@ impl OpusToG711 {
         let n = self.decode(payload, samples)?;
         self.last_input = Some(now);
         let end = ext + n as u64 * OPUS_TICKS_PER_SAMPLE;
-        self.play_ts = Some(end);
+        self.play_ts = Some(match self.play_ts {
+            Some(p) if !self.growing => p.max(end),
+            _ => end,
+        });
+        self.growing = false;
         self.decoded_end = Some(end);
-        self.underrun = 0;
         // A packet so late that keeping it whole would break the delay bound loses its start.
+        // It leaves at the next tick after what is queued.
         let queued = samples_to_duration(self.fifo.len());
-        let skip = match self.estimator.delay_of(now, ext) {
-            Some(d) if d + queued > self.jitter.max_delay => {
-                duration_to_samples(d + queued - self.jitter.max_delay).min(n)
-            }
+        let leaves = self.deadline.map_or(now, |d| d.max(now)) + queued;
+        let bound = match self.estimator.delay_of(leaves, ext) {
+            Some(d) if d > self.jitter.max_delay => duration_to_samples(d - self.jitter.max_delay),
             _ => 0,
         };
+        let skip = covered.max(bound).min(n);
         if skip == n {
             self.skipped_samples += n as u64;
             return Err(Rejected::Late);
@@ -462,6 +478,11 @@ impl OpusToG711 {
         let quiet = self
             .last_input
             .is_none_or(|t| now.saturating_duration_since(t) >= QUIET_AFTER);
+        if buffered && self.fifo.len() < self.frame {
+            // Measured by PESQ: the late packet played whole after the concealment (the delay
+            // grows, pauses bring it back) scores far above skipping what was concealed.
+            self.growing = true;
+        }
         while self.fifo.len() < self.frame {
             let need = (self.frame - self.fifo.len()).div_ceil(OPUS_GRANULE) * OPUS_GRANULE;
             let need = need.min(MAX_PACKET);
@@ -475,7 +496,6 @@ impl OpusToG711 {
                 }
             }
             self.concealed_samples += need as u64;
-            self.underrun += need;
             if let Some(play) = self.play_ts.as_mut() {
                 *play += need as u64 * OPUS_TICKS_PER_SAMPLE;
             }
