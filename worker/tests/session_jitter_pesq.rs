@@ -21,8 +21,9 @@ enum Net {
     Loss(f64),
 }
 
-/// PESQ NB of 20 s of speech sent by an Opus peer through `net`, out of the G.711 leg.
-fn pesq(net: &Net, mode: JitterMode, fec: bool) -> f64 {
+/// PESQ NB of 20 s of speech sent by an Opus peer through `net`, out of the G.711 leg, and
+/// the mean delay the jitter buffer added (ms).
+fn pesq(net: &Net, mode: JitterMode, fec: bool) -> (f64, f64) {
     let audio: Vec<i16> = speech_for(20);
     let peer = OpusPeer {
         fec,
@@ -49,20 +50,24 @@ fn pesq(net: &Net, mode: JitterMode, fec: bool) -> f64 {
     let mut aligned: Vec<i16> = decoded.into_iter().skip(lag).collect();
     aligned.resize(audio.len(), 0);
     let raw = pesq::pesq_8k(&audio, &aligned).expect("pesq");
-    f64::from(pesq::score::mos_lqo(f64::from(raw)))
+    (
+        f64::from(pesq::score::mos_lqo(f64::from(raw))),
+        h.session.jitter_buffer().mean_delay.as_secs_f64() * 1000.0,
+    )
 }
 
 #[test]
 fn opus_leg_jitter_keeps_the_audio() {
-    let clean = pesq(&Net::Clean, JitterMode::Adaptive, true);
-    let clean_off = pesq(&Net::Clean, JitterMode::Off, true);
-    eprintln!("clean: adaptive {clean:.2}, off {clean_off:.2}");
+    let (clean, clean_delay) = pesq(&Net::Clean, JitterMode::Adaptive, true);
+    let (clean_off, _) = pesq(&Net::Clean, JitterMode::Off, true);
+    eprintln!("clean: adaptive {clean:.2} ({clean_delay:.0} ms), off {clean_off:.2}");
+    assert!(clean_delay < 30.0);
     for (hi, reorder) in [(40, true), (40, false), (80, true), (80, false)] {
         let net = Net::Jitter { hi, reorder };
-        let adaptive = pesq(&net, JitterMode::Adaptive, true);
-        let off = pesq(&net, JitterMode::Off, true);
+        let (adaptive, delay) = pesq(&net, JitterMode::Adaptive, true);
+        let (off, _) = pesq(&net, JitterMode::Off, true);
         eprintln!(
-            "30 % +5-{hi} ms, {}: adaptive {adaptive:.2}, off {off:.2}",
+            "30 % +5-{hi} ms, {}: adaptive {adaptive:.2} ({delay:.0} ms), off {off:.2}",
             if reorder { "reordering" } else { "in order" }
         );
         assert!(adaptive > off, "{hi} {reorder}: {adaptive} vs off {off}");
@@ -78,8 +83,8 @@ fn opus_leg_jitter_keeps_the_audio() {
 #[test]
 fn fec_gain_on_opus_leg_loss() {
     for p in [0.02, 0.05, 0.10] {
-        let with = pesq(&Net::Loss(p), JitterMode::Adaptive, true);
-        let without = pesq(&Net::Loss(p), JitterMode::Adaptive, false);
+        let (with, _) = pesq(&Net::Loss(p), JitterMode::Adaptive, true);
+        let (without, _) = pesq(&Net::Loss(p), JitterMode::Adaptive, false);
         eprintln!(
             "Opus leg loss {:.0} %: FEC sender {with:.2}, no FEC {without:.2}",
             p * 100.0
