@@ -161,6 +161,34 @@ pub const DEMO_MIN_PESQ: f64 = 2.5;
 pub const DEFAULT_VOICES: &str = "testdata/speech/en_male_48k.wav,testdata/speech/en_female_48k.wav,\
 testdata/speech/de_male_48k.wav,testdata/speech/es_female_48k.wav,testdata/speech/recorded_48k.wav";
 
+/// `--jitter-buffer` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum JitterBufferArg {
+    /// The delay follows the measured jitter.
+    Adaptive,
+    /// A constant delay.
+    Fixed,
+    /// No buffer.
+    Off,
+}
+
+impl Common {
+    /// The Allocate `jitter` field these options ask for.
+    pub fn jitter_buffer(&self) -> Option<bridgepool_proto::v1::JitterBuffer> {
+        use bridgepool_proto::v1::JitterBufferMode as M;
+        let mode = match self.jitter_buffer? {
+            JitterBufferArg::Adaptive => M::Adaptive,
+            JitterBufferArg::Fixed => M::Fixed,
+            JitterBufferArg::Off => M::Off,
+        };
+        Some(bridgepool_proto::v1::JitterBuffer {
+            mode: mode as i32,
+            max_delay_ms: self.jitter_max_delay_ms,
+            fixed_delay_ms: self.jitter_fixed_delay_ms,
+        })
+    }
+}
+
 /// Options every mode shares.
 #[derive(Debug, Args)]
 pub struct Common {
@@ -189,6 +217,24 @@ pub struct Common {
     /// bridgepool scheduler's ng address (`--target ng`).
     #[arg(long, env = "BRIDGEPOOL_LOADGEN_NG", default_value = "127.0.0.1:2223")]
     pub ng: SocketAddr,
+    /// bridgepool's Opus -> G.711 jitter buffer for the calls (Allocate's `jitter`): adaptive,
+    /// fixed or off; unset leaves the pool's default (adaptive).
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_JITTER_BUFFER", value_enum)]
+    pub jitter_buffer: Option<JitterBufferArg>,
+    /// With `--jitter-buffer`: its maximum delay (ms; 0 for the pool's default).
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LOADGEN_JITTER_MAX_DELAY_MS",
+        default_value_t = 0
+    )]
+    pub jitter_max_delay_ms: u32,
+    /// With `--jitter-buffer fixed`: the delay (ms; 0 for the pool's default).
+    #[arg(
+        long,
+        env = "BRIDGEPOOL_LOADGEN_JITTER_FIXED_DELAY_MS",
+        default_value_t = 0
+    )]
+    pub jitter_fixed_delay_ms: u32,
     /// Control request timeout.
     #[arg(long, env = "BRIDGEPOOL_LOADGEN_CONTROL_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub control_timeout: Duration,

@@ -34,6 +34,10 @@ pub struct ImpairSpec {
     pub reorder_pct: f64,
     /// Percent of packets sent twice.
     pub duplicate_pct: f64,
+    /// Jittered packets keep their order (`order=keep`): a delayed packet holds back the ones
+    /// behind it, as a FIFO queue does, instead of being overtaken.
+    #[serde(default)]
+    pub keep_order: bool,
 }
 
 /// A malformed impairment spec.
@@ -41,7 +45,9 @@ pub struct ImpairSpec {
 #[non_exhaustive]
 pub enum ImpairError {
     /// A `key=value` item the parser does not know.
-    #[error("unknown impairment {0:?} (loss=P, burst=P/LEN, jitter=P/MIN-MAX, reorder=P, dup=P)")]
+    #[error(
+        "unknown impairment {0:?} (loss=P, burst=P/LEN, jitter=P/MIN-MAX, reorder=P, dup=P, order=keep)"
+    )]
     UnknownKey(String),
     /// A value that is not a number in range.
     #[error("bad value in {item:?}: {why}")]
@@ -126,6 +132,7 @@ impl FromStr for ImpairSpec {
                 }
                 "reorder" => spec.reorder_pct = pct(value)?,
                 "dup" | "duplicate" => spec.duplicate_pct = pct(value)?,
+                "order" if value.trim() == "keep" => spec.keep_order = true,
                 _ => return Err(ImpairError::UnknownKey(item.to_owned())),
             }
         }
@@ -157,6 +164,9 @@ impl fmt::Display for ImpairSpec {
         if self.duplicate_pct > 0.0 {
             parts.push(format!("dup={}", self.duplicate_pct));
         }
+        if self.keep_order {
+            parts.push("order=keep".to_owned());
+        }
         f.write_str(&parts.join(","))
     }
 }
@@ -179,6 +189,8 @@ pub struct Impairer {
     rng: StdRng,
     /// Gilbert-Elliott state: in a loss burst.
     bad: bool,
+    /// The previous packet's delay, for `keep_order`.
+    previous_delay_us: u64,
 }
 
 impl Impairer {
@@ -188,6 +200,7 @@ impl Impairer {
             spec,
             rng: StdRng::seed_from_u64(seed),
             bad: false,
+            previous_delay_us: 0,
         }
     }
 
@@ -216,6 +229,11 @@ impl Impairer {
         }
         if draws[4] * 100.0 < s.reorder_pct {
             delay_us = delay_us.max(PTIME_US + 1000);
+        }
+        if s.keep_order {
+            // Sent a packet time after the previous one: it may not arrive before it.
+            delay_us = delay_us.max(self.previous_delay_us.saturating_sub(PTIME_US));
+            self.previous_delay_us = delay_us;
         }
         Fate {
             drop,
@@ -333,6 +351,26 @@ mod tests {
         assert_eq!((spec.reorder_pct, spec.duplicate_pct), (0.5, 0.25));
         assert_eq!(spec.to_string().parse::<ImpairSpec>().unwrap(), spec);
         assert!("none".parse::<ImpairSpec>().unwrap().is_none());
+    }
+
+    #[test]
+    fn kept_order_means_no_packet_overtakes_another() {
+        let spec: ImpairSpec = "jitter=30/5-80,order=keep".parse().unwrap();
+        assert!(spec.keep_order);
+        assert_eq!(spec.to_string().parse::<ImpairSpec>().unwrap(), spec);
+        let mut imp = Impairer::new(spec, 5);
+        let mut last_arrival = 0;
+        let mut held_back = 0;
+        for n in 0..2000u64 {
+            let arrival = n * PTIME_US + imp.next_fate().delay_us;
+            assert!(arrival >= last_arrival, "packet {n} overtook");
+            if arrival == last_arrival {
+                held_back += 1;
+            }
+            last_arrival = arrival;
+        }
+        assert!(held_back > 0);
+        assert!("order=shuffle".parse::<ImpairSpec>().is_err());
     }
 
     #[test]

@@ -65,16 +65,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 &format!("http://{}", pool.scheduler),
                 common.control_timeout,
             )
-            .await?;
+            .await?
+            .with_jitter_buffer(common.jitter_buffer());
             // The pool runs in this process: its CPU is ours.
             config.measure_pids = vec![std::process::id()];
             _pool = Some(pool);
             report_dir = Some(dir.clone());
             Box::new(target)
         }
-        _ if common.target == TargetKind::Bridgepool => {
-            Box::new(BridgepoolTarget::connect(&common.scheduler, common.control_timeout).await?)
-        }
+        _ if common.target == TargetKind::Bridgepool => Box::new(
+            BridgepoolTarget::connect(&common.scheduler, common.control_timeout)
+                .await?
+                .with_jitter_buffer(common.jitter_buffer()),
+        ),
         _ => {
             // One ng client for rtpengine and for bridgepool's own ng front door.
             let (addr, name) = if common.target == TargetKind::Ng {

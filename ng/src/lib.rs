@@ -40,7 +40,7 @@ pub use error::DecodeError;
 pub use frame::{Message, frame};
 pub use offer::SdpRequest;
 pub use transform::{
-    CodecPair, CodecSpec, MediaAddress, TransformError, TransformMedia, TransformReply,
-    TransformRequest,
+    CodecPair, CodecSpec, JitterBufferMode, JitterBufferOption, MediaAddress, TransformError,
+    TransformMedia, TransformReply, TransformRequest,
 };
 pub use value::{Dict, Value};

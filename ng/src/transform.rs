@@ -46,6 +46,13 @@ pub enum TransformError {
         /// What is wrong.
         what: &'static str,
     },
+    /// A `jitter-buffer` other than `adaptive`, `fixed` or `off`, or a `max-delay` or
+    /// `fixed-delay` that is not a positive number of milliseconds.
+    #[error("Invalid jitter buffer option: {what}")]
+    BadJitterBuffer {
+        /// What is wrong.
+        what: &'static str,
+    },
     /// A reply without `call-id` or `from-tag`.
     #[error("Reply did not contain '{key}'")]
     MissingKey {
@@ -106,6 +113,82 @@ pub struct TransformRequest {
     pub interface: Option<String>,
     /// `instance`: the relay's instance id; equal to ours means a loop.
     pub instance: Option<String>,
+    /// Our extension: `jitter-buffer` (`adaptive`, `fixed`, `off`) with optional `max-delay` and
+    /// `fixed-delay` in ms, for the Opus -> G.711 pairs. A relay that never sends it gets the
+    /// pool's default (adaptive).
+    pub jitter_buffer: Option<JitterBufferOption>,
+}
+
+/// The jitter buffer a `transform` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitterBufferOption {
+    /// The mode.
+    pub mode: JitterBufferMode,
+    /// `max-delay`, ms.
+    pub max_delay_ms: Option<u32>,
+    /// `fixed-delay`, ms.
+    pub fixed_delay_ms: Option<u32>,
+}
+
+/// `jitter-buffer` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JitterBufferMode {
+    /// `adaptive`.
+    Adaptive,
+    /// `fixed`.
+    Fixed,
+    /// `off`.
+    Off,
+}
+
+impl JitterBufferOption {
+    fn from_body(body: &Dict) -> Result<Option<Self>, TransformError> {
+        let ms = |key: &str, what: &'static str| match body.get(key) {
+            None => Ok(None),
+            Some(_) => body
+                .int(key)
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|v| *v > 0)
+                .map(Some)
+                .ok_or(TransformError::BadJitterBuffer { what }),
+        };
+        let max_delay_ms = ms("max-delay", "max-delay")?;
+        let fixed_delay_ms = ms("fixed-delay", "fixed-delay")?;
+        let mode = match body.get("jitter-buffer") {
+            None if max_delay_ms.is_none() && fixed_delay_ms.is_none() => return Ok(None),
+            None => JitterBufferMode::Adaptive,
+            Some(_) => match body.str("jitter-buffer") {
+                Some("adaptive") => JitterBufferMode::Adaptive,
+                Some("fixed") => JitterBufferMode::Fixed,
+                Some("off") => JitterBufferMode::Off,
+                _ => {
+                    return Err(TransformError::BadJitterBuffer {
+                        what: "jitter-buffer",
+                    });
+                }
+            },
+        };
+        Ok(Some(Self {
+            mode,
+            max_delay_ms,
+            fixed_delay_ms,
+        }))
+    }
+
+    fn write(&self, d: &mut Dict) {
+        let mode = match self.mode {
+            JitterBufferMode::Adaptive => "adaptive",
+            JitterBufferMode::Fixed => "fixed",
+            JitterBufferMode::Off => "off",
+        };
+        d.push("jitter-buffer", mode);
+        if let Some(v) = self.max_delay_ms {
+            d.push("max-delay", i64::from(v));
+        }
+        if let Some(v) = self.fixed_delay_ms {
+            d.push("fixed-delay", i64::from(v));
+        }
+    }
 }
 
 /// Where the relay must send one media's source RTP.
@@ -257,6 +340,7 @@ impl TransformRequest {
             media,
             interface: body.str("interface").map(str::to_owned),
             instance: body.str("instance").map(str::to_owned),
+            jitter_buffer: JitterBufferOption::from_body(body)?,
         })
     }
 
@@ -301,6 +385,9 @@ impl TransformRequest {
         }
         if let Some(i) = &self.instance {
             d.push("instance", i.as_str());
+        }
+        if let Some(j) = &self.jitter_buffer {
+            j.write(&mut d);
         }
         d
     }
@@ -399,6 +486,7 @@ mod tests {
             }],
             interface: None,
             instance: Some("f725e85d996b".into()),
+            jitter_buffer: None,
         };
         let back = TransformRequest::from_body(&req.to_body()).unwrap();
         assert_eq!(back, req);
@@ -461,5 +549,32 @@ mod tests {
             )],
         );
         assert!(TransformReply::from_body(&wrong_family).is_err());
+    }
+
+    #[test]
+    fn jitter_buffer_option_parses_and_round_trips() {
+        let mut body = Dict::new().with("command", "transform");
+        body.push("jitter-buffer", "fixed");
+        body.push("max-delay", "150");
+        body.push("fixed-delay", 80i64);
+        let j = JitterBufferOption::from_body(&body).unwrap().unwrap();
+        assert_eq!(
+            j,
+            JitterBufferOption {
+                mode: JitterBufferMode::Fixed,
+                max_delay_ms: Some(150),
+                fixed_delay_ms: Some(80),
+            }
+        );
+        let mut out = Dict::new();
+        j.write(&mut out);
+        assert_eq!(JitterBufferOption::from_body(&out).unwrap(), Some(j));
+        assert_eq!(JitterBufferOption::from_body(&Dict::new()).unwrap(), None);
+        let mut bad = Dict::new();
+        bad.push("jitter-buffer", "huge");
+        assert!(JitterBufferOption::from_body(&bad).is_err());
+        let mut bad = Dict::new();
+        bad.push("max-delay", -5i64);
+        assert!(JitterBufferOption::from_body(&bad).is_err());
     }
 }

@@ -57,6 +57,7 @@ fn request() -> impl Strategy<Value = TransformRequest> {
                 }],
                 interface: None,
                 instance,
+                jitter_buffer: None,
             }
         })
 }

@@ -69,6 +69,7 @@ fn main() {
                 codecs: vec![codec("opus", 48_000, 111)],
                 ..Default::default()
             }),
+            jitter: None,
         };
         let open = run(&client, &request, CALLS, SENDERS, Some(rate)).await;
         println!(

@@ -57,6 +57,7 @@ fn request(n: usize) -> TransformRequest {
         }],
         interface: None,
         instance: Some("bench-relay".into()),
+        jitter_buffer: None,
     }
 }
 

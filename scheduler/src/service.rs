@@ -224,6 +224,7 @@ impl SchedulerService {
         &self,
         call_id: &str,
         t: &Transcode,
+        jitter: Option<&v1::JitterBuffer>,
         span: &tracing::Span,
     ) -> Result<(String, v1::CreateSessionResponse), Status> {
         let state = &self.state;
@@ -245,6 +246,7 @@ impl SchedulerService {
                 call_id: call_id.to_owned(),
                 leg_a: Some(t.g711.clone()),
                 leg_b: Some(t.opus.clone()),
+                jitter: jitter.copied(),
                 ..Default::default()
             });
             request.set_timeout(state.worker_timeout);
@@ -324,7 +326,7 @@ impl Scheduler for SchedulerService {
             }
             Plan::Transcode(t) => {
                 let result = self
-                    .place(&req.call_id, &t, &span)
+                    .place(&req.call_id, &t, req.jitter.as_ref(), &span)
                     .instrument(span.clone())
                     .await;
                 let outcome = match &result {

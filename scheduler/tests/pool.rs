@@ -130,6 +130,7 @@ fn transcode_call(call: &str) -> v1::AllocateRequest {
             ],
             20_002,
         )),
+        jitter: None,
     }
 }
 
@@ -157,6 +158,7 @@ async fn scheduler_with_two_worker_processes() {
                 vec![codec("opus", 48_000, 111), codec("PCMU", 8000, 0)],
                 20_002,
             )),
+            jitter: None,
         })
         .await
         .unwrap()
@@ -170,6 +172,7 @@ async fn scheduler_with_two_worker_processes() {
             call_id: "g722".into(),
             leg_a: Some(offer(vec![codec("G722", 8000, 9)], 20_000)),
             leg_b: Some(offer(vec![codec("opus", 48_000, 111)], 20_002)),
+            jitter: None,
         })
         .await
         .unwrap_err();

@@ -12,7 +12,8 @@ use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{EncoderConfig, OpusDecoder, OpusEncoder, SampleRate};
 use bridgepool_codecs::rtp::RtpHeader;
 use bridgepool_worker::session::{
-    Channel, Leg, MAX_DATAGRAM, Session, SessionConfig, StreamSeed, TRANSCODER_APPLICATION,
+    Channel, JitterMode, Leg, MAX_DATAGRAM, Session, SessionConfig, StreamSeed,
+    TRANSCODER_APPLICATION,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -169,5 +170,58 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The jitter buffer's cost on a clean network: the transcoder's session (complexity 0) with the
+/// buffer off (audio leaves as it arrives) and adaptive (a frame per tick, the delay measured and
+/// steered), in one run, so the ratio is taken under the same conditions.
+fn jitter_buffer_cost(c: &mut Criterion) {
+    let pcm = speech();
+    let mut opus_peer = OpusEncoder::new(&EncoderConfig::default()).expect("encoder");
+    let mut buf = [0u8; 1500];
+    let (mut a_payloads, mut b_payloads) = (Vec::new(), Vec::new());
+    for frame in pcm.chunks_exact(160) {
+        let mut g = vec![0u8; 160];
+        Law::Ulaw.encode(frame, &mut g);
+        a_payloads.push(g);
+        let n = opus_peer.encode(frame, &mut buf).expect("encode");
+        b_payloads.push(buf[..n].to_vec());
+    }
+    let seed = StreamSeed {
+        ssrc: 1,
+        sequence: 1,
+        timestamp: 1,
+    };
+    for (name, mode) in [("off", JitterMode::Off), ("adaptive", JitterMode::Adaptive)] {
+        let mut config = SessionConfig::new(Law::Ulaw, seed, seed);
+        config.jitter.mode = mode;
+        let t0 = Instant::now();
+        let mut session = Session::new(config, t0).expect("session");
+        session.answer(t0);
+        let mut out = [0u8; MAX_DATAGRAM];
+        let mut n: u64 = 0;
+        c.bench_function(&format!("session_jitter/{name}/c0"), |b| {
+            b.iter(|| {
+                let i = (n as usize) % a_payloads.len();
+                let now = t0 + Duration::from_millis(20 * n);
+                let seq = n as u16;
+                let pa = packet(0, seq, (n * 160) as u32, &a_payloads[i]);
+                let pb = packet(111, seq, (n * 960) as u32, &b_payloads[i]);
+                session.handle_datagram(now, Leg::A, Channel::Rtp, black_box(&pa));
+                session.handle_datagram(now, Leg::B, Channel::Rtp, black_box(&pb));
+                // Bounded: a timer that did not move would otherwise spin the bench.
+                for _ in 0..4 {
+                    if session.poll_timeout().is_none_or(|t| t > now) {
+                        break;
+                    }
+                    session.handle_timeout(now);
+                }
+                while let Some(t) = session.poll_transmit(&mut out) {
+                    black_box(t);
+                }
+                n += 1;
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench, jitter_buffer_cost);
 criterion_main!(benches);

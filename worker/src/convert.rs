@@ -9,8 +9,8 @@ use bridgepool_codecs::opus::{Bandwidth, EncoderConfig, SampleRate};
 use bridgepool_proto::v1;
 
 use crate::session::{
-    G711Leg, LegMode, LegStats, Mode, OpusLeg, TRANSCODER_APPLICATION, TRANSCODER_BITRATE,
-    TRANSCODER_COMPLEXITY,
+    G711Leg, JitterBuffer, JitterMode, JitterStats, LegMode, LegStats, Mode, OpusLeg,
+    TRANSCODER_APPLICATION, TRANSCODER_BITRATE, TRANSCODER_COMPLEXITY,
 };
 
 /// The remote of a leg as signalled.
@@ -160,6 +160,63 @@ pub fn session_mode_to_wire(mode: Mode) -> v1::SessionMode {
     match mode {
         Mode::Transcode => v1::SessionMode::Transcode,
         Mode::Passthrough => v1::SessionMode::Passthrough,
+    }
+}
+
+/// The jitter buffer from the wire: absent or unspecified is adaptive; zero durations take the
+/// defaults (200 ms bound, 60 ms fixed).
+pub fn jitter_buffer(wire: Option<&v1::JitterBuffer>) -> Result<JitterBuffer, String> {
+    let defaults = JitterBuffer::default();
+    let Some(w) = wire else {
+        return Ok(defaults);
+    };
+    let mode = match v1::JitterBufferMode::try_from(w.mode) {
+        Ok(v1::JitterBufferMode::Unspecified | v1::JitterBufferMode::Adaptive) => {
+            JitterMode::Adaptive
+        }
+        Ok(v1::JitterBufferMode::Fixed) => JitterMode::Fixed,
+        Ok(v1::JitterBufferMode::Off) => JitterMode::Off,
+        Err(_) => return Err(format!("jitter.mode {} is not a JitterBufferMode", w.mode)),
+    };
+    let ms = |v: u32, default: Duration| {
+        if v == 0 {
+            default
+        } else {
+            Duration::from_millis(u64::from(v))
+        }
+    };
+    let j = JitterBuffer {
+        mode,
+        max_delay: ms(w.max_delay_ms, defaults.max_delay),
+        fixed_delay: ms(w.fixed_delay_ms, defaults.fixed_delay),
+    };
+    if j.max_delay > JitterBuffer::MAX_DELAY_LIMIT {
+        return Err(format!(
+            "jitter.max_delay_ms {} is above 500",
+            w.max_delay_ms
+        ));
+    }
+    if j.mode == JitterMode::Fixed && j.fixed_delay > j.max_delay {
+        return Err("jitter.fixed_delay_ms is above max_delay_ms".to_owned());
+    }
+    Ok(j)
+}
+
+/// Jitter buffer figures to the wire.
+pub fn jitter_stats(s: &JitterStats) -> v1::JitterBufferStats {
+    let mode = match s.config.mode {
+        JitterMode::Adaptive => v1::JitterBufferMode::Adaptive,
+        JitterMode::Fixed => v1::JitterBufferMode::Fixed,
+        JitterMode::Off => v1::JitterBufferMode::Off,
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    v1::JitterBufferStats {
+        mode: mode as i32,
+        delay_ms: ms(s.delay),
+        target_ms: ms(s.target),
+        shortened_ms: s.shortened_samples as f64 / 8.0,
+        lengthened_ms: s.lengthened_samples as f64 / 8.0,
+        mean_delay_ms: ms(s.mean_delay),
     }
 }
 

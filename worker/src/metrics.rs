@@ -10,6 +10,9 @@ use crate::session::{DropReason, EndReason};
 /// Jitter histogram bucket bounds (seconds).
 pub const JITTER_BUCKETS: [f64; 8] = [0.001, 0.002, 0.005, 0.010, 0.020, 0.040, 0.080, 0.160];
 
+/// Playout delay histogram bucket bounds (seconds): the jitter buffer's mean added delay.
+pub const PLAYOUT_DELAY_BUCKETS: [f64; 9] = [0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.5];
+
 /// Counters the control plane keeps.
 #[derive(Debug, Default)]
 pub struct ControlCounters {
@@ -33,6 +36,10 @@ pub struct ControlCounters {
     pub jitter_buckets: [[AtomicU64; JITTER_BUCKETS.len() + 1]; 2],
     /// Sum of jitter per leg, microseconds.
     pub jitter_sum_us: [AtomicU64; 2],
+    /// Mean jitter buffer delay (Opus -> G.711) at session end: cumulative bucket counts.
+    pub playout_delay_buckets: [AtomicU64; PLAYOUT_DELAY_BUCKETS.len() + 1],
+    /// Sum of those means, microseconds.
+    pub playout_delay_sum_us: AtomicU64,
     /// 1 while draining.
     pub draining: AtomicU64,
 }
@@ -57,6 +64,14 @@ impl ControlCounters {
             self.jitter_buckets[i][bucket].fetch_add(1, Ordering::Relaxed);
             self.jitter_sum_us[i].fetch_add(leg.jitter.as_micros() as u64, Ordering::Relaxed);
         }
+        let delay = snapshot.jitter.mean_delay;
+        let bucket = PLAYOUT_DELAY_BUCKETS
+            .iter()
+            .position(|b| delay.as_secs_f64() <= *b)
+            .unwrap_or(PLAYOUT_DELAY_BUCKETS.len());
+        self.playout_delay_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.playout_delay_sum_us
+            .fetch_add(delay.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -384,6 +399,26 @@ pub fn render(engine: &Engine, control: &ControlCounters) -> String {
         );
         let _ = writeln!(out, "{name}_count{{leg=\"{leg}\"}} {cumulative}");
     }
+    let name = "bridgepool_worker_playout_delay_seconds";
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Mean delay the Opus -> G.711 jitter buffer added over each ended session.",
+    );
+    let mut cumulative = 0;
+    for (b, bound) in PLAYOUT_DELAY_BUCKETS.iter().enumerate() {
+        cumulative += load(&control.playout_delay_buckets[b]);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += load(&control.playout_delay_buckets[PLAYOUT_DELAY_BUCKETS.len()]);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(
+        out,
+        "{name}_sum {}",
+        load(&control.playout_delay_sum_us) as f64 / 1e6
+    );
+    let _ = writeln!(out, "{name}_count {cumulative}");
     header(
         &mut out,
         "bridgepool_worker_ports_in_use",

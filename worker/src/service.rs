@@ -226,6 +226,8 @@ impl Worker for WorkerService {
             let (seed_a, seed_b) = seed();
             let mut config = SessionConfig::new(bridgepool_codecs::g711::Law::Ulaw, seed_a, seed_b);
             config.mode = mode;
+            config.jitter =
+                convert::jitter_buffer(req.jitter.as_ref()).map_err(Status::invalid_argument)?;
             config.timeouts = state.timeouts;
             config.cname = format!("bridgepool@{}", state.worker_id);
             let codecs = legs::apply(&mut config, a, b, legs::Rules::create(mode))?;
@@ -408,6 +410,7 @@ impl Worker for WorkerService {
             leg_a: Some(leg_a),
             leg_b: Some(leg_b),
             call_id: self.state.call_id(id),
+            jitter_buffer: Some(convert::jitter_stats(&snapshot.jitter)),
         }))
     }
 

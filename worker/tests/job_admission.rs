@@ -57,6 +57,7 @@ fn job(call: &str, destination: SocketAddr, recode: bool) -> v1::CreateJobReques
             output: Some(output),
         }],
         destination: Some(addr(destination)),
+        jitter: None,
     }
 }
 

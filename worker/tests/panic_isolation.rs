@@ -246,6 +246,7 @@ async fn a_panic_removes_one_job_and_frees_its_port() {
                     }),
                 }],
                 destination: Some(addr(relay.local_addr().unwrap())),
+                jitter: None,
             })
             .await
             .unwrap()

@@ -18,6 +18,7 @@ use crate::media::{MediaCodec, OPUS_PT, PTIME_MS, TELEPHONE_EVENT_8K_PT, TELEPHO
 pub struct BridgepoolTarget {
     client: SchedulerClient<Channel>,
     timeout: Duration,
+    jitter: Option<v1::JitterBuffer>,
 }
 
 impl BridgepoolTarget {
@@ -33,7 +34,14 @@ impl BridgepoolTarget {
         Ok(Self {
             client: SchedulerClient::new(channel),
             timeout,
+            jitter: None,
         })
+    }
+
+    /// Asks for this jitter buffer on every call (absent: the pool's default).
+    pub fn with_jitter_buffer(mut self, jitter: Option<v1::JitterBuffer>) -> Self {
+        self.jitter = jitter;
+        self
     }
 
     async fn allocate_call(&self, req: &CallRequest) -> Result<Allocation, TargetError> {
@@ -56,6 +64,7 @@ impl BridgepoolTarget {
                 req.leg_a,
             )),
             leg_b: Some(offer(leg_b_codecs, req.leg_b)),
+            jitter: self.jitter,
         };
         let answer = self
             .client

@@ -35,6 +35,20 @@ fn invent_id() -> String {
         .collect()
 }
 
+/// The `transform` jitter buffer option as the Worker API has it.
+fn jitter_to_wire(j: bridgepool_ng::JitterBufferOption) -> v1::JitterBuffer {
+    let mode = match j.mode {
+        bridgepool_ng::JitterBufferMode::Adaptive => v1::JitterBufferMode::Adaptive,
+        bridgepool_ng::JitterBufferMode::Fixed => v1::JitterBufferMode::Fixed,
+        bridgepool_ng::JitterBufferMode::Off => v1::JitterBufferMode::Off,
+    };
+    v1::JitterBuffer {
+        mode: mode as i32,
+        max_delay_ms: j.max_delay_ms.unwrap_or(0),
+        fixed_delay_ms: j.fixed_delay_ms.unwrap_or(0),
+    }
+}
+
 async fn transform(pool: &JobPool, instance: &str, body: &Dict) -> Dict {
     let req = match TransformRequest::from_body(body) {
         Ok(r) => r,
@@ -71,6 +85,7 @@ async fn transform(pool: &JobPool, instance: &str, body: &Dict) -> Dict {
                 ip: m.destination.ip().to_string(),
                 port: u32::from(m.destination.port()),
             }),
+            jitter: req.jitter_buffer.map(jitter_to_wire),
         };
         let failed = match pool.create(create).await {
             Ok((_, created)) => {

@@ -157,6 +157,7 @@ async fn new_call(
         from_tag: req.from_tag.clone(),
         to_tag: String::new(),
         may_transcode: plan.may_transcode(),
+        jitter: None,
     };
     let (worker, created) = match calls.create(create).await {
         Ok(c) => c,

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use super::load::JobKind;
 use super::ports::PortPair;
 use crate::session::oneway::{OneWay, OneWayStats};
-use crate::session::{EndReason, LegMode, LegStats, SessionConfig};
+use crate::session::{EndReason, JitterStats, LegMode, LegStats, SessionConfig};
 
 /// A one-way job's name: the relay's (call-id, from-tag).
 pub type JobName = (String, String);
@@ -77,6 +77,8 @@ pub struct SessionSnapshot {
     pub mos_b: f64,
     /// Set once the session ended.
     pub ended: Option<EndReason>,
+    /// The Opus -> G.711 jitter buffer.
+    pub jitter: JitterStats,
 }
 
 /// Whom a command concerns, so a panic while handling it removes that one only.

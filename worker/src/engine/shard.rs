@@ -1238,6 +1238,7 @@ fn snapshot(session: &Session) -> SessionSnapshot {
         mos_a: session.mos(Leg::A),
         mos_b: session.mos(Leg::B),
         ended: session.end_reason(),
+        jitter: session.jitter_buffer(),
     }
 }
 

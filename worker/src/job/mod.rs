@@ -32,7 +32,9 @@ impl Jobs {
         engine: &Engine,
         req: v1::CreateJobRequest,
     ) -> Result<v1::CreateJobResponse, Status> {
-        let pairs = wire::pairs(&req.pairs).map_err(Status::invalid_argument)?;
+        let jitter =
+            crate::convert::jitter_buffer(req.jitter.as_ref()).map_err(Status::invalid_argument)?;
+        let pairs = wire::pairs(&req.pairs, jitter).map_err(Status::invalid_argument)?;
         let destination =
             wire::destination(req.destination.as_ref()).map_err(Status::invalid_argument)?;
         let mut job =

@@ -8,8 +8,8 @@ use bridgepool_codecs::opus::EncoderConfig;
 use bridgepool_proto::v1;
 
 use crate::engine::JobInfo;
-use crate::session::StreamSeed;
 use crate::session::oneway::{OneWayCodec, OneWayPair};
+use crate::session::{JitterBuffer, StreamSeed};
 
 fn codec(c: &v1::Codec) -> Result<OneWayCodec, String> {
     match (c.name.to_ascii_lowercase().as_str(), c.clock_rate) {
@@ -58,7 +58,7 @@ fn seed() -> StreamSeed {
 }
 
 /// The pairs of a CreateJob.
-pub(super) fn pairs(wire: &[v1::JobPair]) -> Result<Vec<OneWayPair>, String> {
+pub(super) fn pairs(wire: &[v1::JobPair], jitter: JitterBuffer) -> Result<Vec<OneWayPair>, String> {
     let mut out = Vec::with_capacity(wire.len());
     for p in wire {
         let (i, o) = match (&p.input, &p.output) {
@@ -74,6 +74,7 @@ pub(super) fn pairs(wire: &[v1::JobPair]) -> Result<Vec<OneWayPair>, String> {
             ptime: Duration::from_millis(u64::from(ptime_ms)),
             encoder: encoder(o),
             seed: seed(),
+            jitter,
         });
     }
     Ok(out)

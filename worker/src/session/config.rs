@@ -103,6 +103,51 @@ pub struct SessionConfig {
     pub playout_grace: Duration,
     /// Mean interval between our RTCP reports on each leg.
     pub rtcp_interval: Duration,
+    /// How the Opus -> G.711 direction absorbs arrival jitter.
+    pub jitter: JitterBuffer,
+    /// Conceal loss on the G.711 leg before the Opus encoder (else the gap is left to the Opus
+    /// receiver). On by default: better by PESQ (docs/performance.md).
+    pub g711_plc: bool,
+}
+
+/// How the Opus -> G.711 direction plays out what arrives with jitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitterMode {
+    /// No buffer: audio leaves as it arrives; a packet later than the playout grace is concealed
+    /// and then skipped (the behaviour before the jitter buffer).
+    Off,
+    /// A constant delay ([`JitterBuffer::fixed_delay`]), held by time stretching.
+    Fixed,
+    /// A delay that follows the measured arrival jitter, up to [`JitterBuffer::max_delay`].
+    Adaptive,
+}
+
+/// Jitter buffer settings of the Opus -> G.711 direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitterBuffer {
+    /// Off, fixed or adaptive.
+    pub mode: JitterMode,
+    /// The most delay the buffer ever adds; older audio is cut.
+    pub max_delay: Duration,
+    /// The delay held in [`JitterMode::Fixed`].
+    pub fixed_delay: Duration,
+}
+
+impl JitterBuffer {
+    /// Largest `max_delay` accepted.
+    pub const MAX_DELAY_LIMIT: Duration = Duration::from_millis(500);
+}
+
+impl Default for JitterBuffer {
+    /// Adaptive, at most 200 ms (covers 5-80 ms of jitter with room for reordering), 60 ms when
+    /// switched to fixed.
+    fn default() -> Self {
+        Self {
+            mode: JitterMode::Adaptive,
+            max_delay: Duration::from_millis(200),
+            fixed_delay: Duration::from_millis(60),
+        }
+    }
 }
 
 /// Random starting points for one output stream (RFC 3550 section 5.1: all three random).
@@ -153,6 +198,8 @@ impl SessionConfig {
             reorder_wait: Duration::from_millis(30),
             playout_grace: Duration::from_millis(30),
             rtcp_interval: Duration::from_secs(5),
+            jitter: JitterBuffer::default(),
+            g711_plc: true,
         }
     }
 
@@ -195,6 +242,13 @@ impl SessionConfig {
         if self.cname.is_empty() || self.cname.len() > 255 {
             return Err(ConfigError::Cname);
         }
+        let j = self.jitter;
+        if j.max_delay > JitterBuffer::MAX_DELAY_LIMIT
+            || j.max_delay < self.leg_a.ptime
+            || (j.mode == JitterMode::Fixed && j.fixed_delay > j.max_delay)
+        {
+            return Err(ConfigError::JitterBuffer(j.max_delay, j.fixed_delay));
+        }
         Ok(())
     }
 
@@ -231,6 +285,12 @@ pub enum ConfigError {
     /// The CNAME must be 1 to 255 bytes.
     #[error("RTCP CNAME must be 1 to 255 bytes")]
     Cname,
+    /// The jitter buffer's maximum delay must be one G.711 frame to 500 ms, and a fixed delay
+    /// no more than it.
+    #[error(
+        "jitter buffer: max delay {0:?} not one G.711 frame to 500 ms, or fixed delay {1:?} above it"
+    )]
+    JitterBuffer(Duration, Duration),
     /// The Opus encoder or decoder refused its settings.
     #[error("Opus codec setup failed: {0}")]
     Codec(String),

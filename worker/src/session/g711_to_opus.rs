@@ -5,6 +5,11 @@
 //! timestamps follow the input's (times six), so gaps in the input (loss, silence suppression)
 //! stay gaps on the output instead of being filled with made-up audio; the Opus receiver conceals.
 //!
+//! A short gap in the input with no marker bit (a lost packet, not a pause) is filled by G.711
+//! Appendix I style concealment ([`G711Plc`]) before the encoder, when enabled: chosen by PESQ
+//! against leaving the gap to the Opus receiver (docs/performance.md). Longer gaps, and pauses
+//! the sender marks, stay gaps.
+//!
 //! A partial frame left in the FIFO (a sender whose last packet is short, or a stream that
 //! stops mid-frame) leaves on time: when the input that would complete it is overdue by a frame,
 //! it is padded with silence and sent at its own timestamp ([`G711ToOpus::on_deadline`]). Input
@@ -15,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{EncoderConfig, OpusEncoder, OpusError};
+use bridgepool_codecs::plc::G711Plc;
 
 use super::rtp_out::{OutPacket, RtpOut};
 use super::transmit::Outbox;
@@ -33,6 +39,8 @@ const MIN_PARTIAL_GRACE: Duration = Duration::from_millis(20);
 /// gap, a 13-hour leap in one packet (a broken or hostile sender) is not copied to the output,
 /// where past 2^31 ticks it would read as a step backwards.
 const MAX_TS_LEAD: Duration = Duration::from_secs(2);
+/// The longest gap concealed (60 ms): concealment is silent beyond it anyway.
+const MAX_PLC_GAP: usize = 480;
 
 pub(crate) struct G711ToOpus {
     law: Law,
@@ -60,6 +68,10 @@ pub(crate) struct G711ToOpus {
     pub(crate) partial_padded: u64,
     /// Partial frames dropped because they could only have left late.
     pub(crate) partial_dropped: u64,
+    /// Loss concealment of the G.711 input, when enabled (boxed: 1.5 kB of history).
+    plc: Option<Box<G711Plc>>,
+    /// Samples of lost input filled by concealment.
+    pub(crate) concealed_samples: u64,
 }
 
 impl G711ToOpus {
@@ -79,7 +91,16 @@ impl G711ToOpus {
             partial_deadline: None,
             partial_padded: 0,
             partial_dropped: 0,
+            plc: None,
+            concealed_samples: 0,
         })
+    }
+
+    /// Conceals lost input before the encoder (on) or leaves the gap to the receiver (off).
+    pub(crate) fn set_plc(&mut self, on: bool) {
+        if on != self.plc.is_some() {
+            self.plc = on.then(|| Box::new(G711Plc::new()));
+        }
     }
 
     pub(crate) fn set_law(&mut self, law: Law) {
@@ -144,6 +165,24 @@ impl G711ToOpus {
                 self.start(now, out, ext);
                 out.marker_pending = true;
             }
+            Some(expected)
+                if ext > expected
+                    && !talkspurt
+                    && self.plc.is_some()
+                    && (ext - expected) as usize
+                        <= MAX_PLC_GAP.min(FIFO_CAPACITY - self.fifo.len()) =>
+            {
+                let gap = (ext - expected) as usize;
+                let start = self.fifo.len();
+                self.fifo.resize(start + gap, 0);
+                if let Some(plc) = self.plc.as_mut() {
+                    plc.conceal(&mut self.fifo[start..]);
+                }
+                self.concealed_samples += gap as u64;
+                // The concealed frames leave now, a packet late: the receiver's buffer absorbs
+                // that, while a gap would be concealed there from a codec state it never saw.
+                self.drain(now, out, outbox, pt);
+            }
             Some(expected) if ext > expected => {
                 let gap = (ext - expected) as usize;
                 let pad = if self.fifo.is_empty() {
@@ -186,6 +225,9 @@ impl G711ToOpus {
         let start = self.fifo.len();
         self.fifo.resize(start + take, 0);
         self.law.decode(&payload[..take], &mut self.fifo[start..]);
+        if let Some(plc) = self.plc.as_mut() {
+            plc.good(&mut self.fifo[start..]);
+        }
         self.next_in_ts = Some(ext + payload_len as u64);
         self.last_in_at = Some(now);
         self.drain(now, out, outbox, pt);
@@ -265,6 +307,9 @@ impl G711ToOpus {
     /// Forgets the input stream (SSRC change); the next packet rebases onto our timeline.
     pub(crate) fn reset_input(&mut self) {
         self.next_in_ts = None;
+        if let Some(plc) = self.plc.as_mut() {
+            **plc = G711Plc::new();
+        }
     }
 
     fn start(&mut self, now: Instant, out: &RtpOut, ext: u64) {

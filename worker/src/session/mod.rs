@@ -19,6 +19,7 @@ mod config;
 mod dtmf;
 mod g711_to_opus;
 mod ingress;
+mod jitter;
 pub mod oneway;
 mod opus_to_g711;
 mod relay;
@@ -36,8 +37,8 @@ use bridgepool_codecs::rtp::{self, RtpPacket};
 use bridgepool_codecs::telephone_event::TelephoneEvent;
 
 pub use config::{
-    ConfigError, G711Leg, Mode, OpusLeg, SessionConfig, StreamSeed, TRANSCODER_APPLICATION,
-    TRANSCODER_BITRATE, TRANSCODER_COMPLEXITY, Timeouts,
+    ConfigError, G711Leg, JitterBuffer, JitterMode, Mode, OpusLeg, SessionConfig, StreamSeed,
+    TRANSCODER_APPLICATION, TRANSCODER_BITRATE, TRANSCODER_COMPLEXITY, Timeouts,
 };
 pub use rtcp_leg::NTP_UNIX_OFFSET;
 pub use stats::{DropCounts, DropReason, LegStats, mos_from_e_model};
@@ -51,6 +52,24 @@ use rtcp_leg::{NtpClock, RtcpLeg};
 use rtp_out::{OutPacket, RtpOut};
 use transcoder::Transcoder;
 use transmit::Outbox;
+
+/// The jitter buffer of the Opus -> G.711 direction as it stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitterStats {
+    /// The settings in force.
+    pub config: JitterBuffer,
+    /// The delay the buffer added to the last frame sent toward the G.711 leg, over what a
+    /// packet on the fastest path would have had (zero with the buffer off).
+    pub delay: std::time::Duration,
+    /// The mean of `delay` over the frames sent so far.
+    pub mean_delay: std::time::Duration,
+    /// The delay it steers toward now.
+    pub target: std::time::Duration,
+    /// 8 kHz samples removed to lower the delay (accelerate, silence cuts, max-delay cuts).
+    pub shortened_samples: u64,
+    /// 8 kHz samples inserted to raise it (preemptive expand).
+    pub lengthened_samples: u64,
+}
 
 /// Which side of the bridge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -158,7 +177,24 @@ struct Core {
     mode_b: LegMode,
     leg_a: LegCounters,
     leg_b: LegCounters,
+    loss: LossEstimate,
 }
+
+/// The loss the Opus encoder is told to expect: the larger of what the Opus peer reports (RTCP)
+/// and what we see on the G.711 leg (a network that loses one way tends to lose the other; FEC
+/// costs little when the peer asked for it).
+#[derive(Clone, Copy, Debug, Default)]
+struct LossEstimate {
+    reported_pct: u8,
+    seen_pct: u8,
+    /// Leg A packets received and lost in the current window.
+    received: u64,
+    lost: u64,
+    told_pct: u8,
+}
+
+/// Leg A packets per window of the seen loss (5 s at 20 ms).
+const LOSS_WINDOW: u64 = 250;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct LegCounters {
@@ -210,10 +246,20 @@ impl Session {
             mode_b: LegMode::default(),
             leg_a: LegCounters::default(),
             leg_b: LegCounters::default(),
+            loss: LossEstimate::default(),
         };
         Ok(Self {
             ingress_a: Ingress::new(8000, config.reorder_wait, now),
-            ingress_b: Ingress::new(OPUS_CLOCK, config.reorder_wait, now),
+            // With the jitter buffer on, the playout clock says when a gap is given up
+            // (`OpusToG711::needs_held`); the reorder wait is only the bound.
+            ingress_b: Ingress::new(
+                OPUS_CLOCK,
+                match config.jitter.mode {
+                    JitterMode::Off => config.reorder_wait,
+                    _ => config.jitter.max_delay.max(config.reorder_wait),
+                },
+                now,
+            ),
             rtcp_a: RtcpLeg::new(Leg::A, 8000, now, config.rtcp_interval, config.seed_a.ssrc),
             rtcp_b: RtcpLeg::new(
                 Leg::B,
@@ -317,8 +363,15 @@ impl Session {
                 t.a_to_b.encoder().set_bitrate(ne.bitrate).map_err(codec)?;
             } else {
                 t.a_to_b.replace_encoder(ne).map_err(codec)?;
+                // A new encoder starts from its configured expected loss: tell it ours again.
+                self.core.loss.told_pct = ne.expected_loss_pct;
+                self.core.tune_encoder_loss();
             }
         }
+        let Some(t) = self.core.transcoder.as_mut() else {
+            return Ok(());
+        };
+        t.a_to_b.set_plc(config.g711_plc);
         if old.leg_a.law != config.leg_a.law {
             t.a_to_b.set_law(config.leg_a.law);
             t.b_to_a.set_law(config.leg_a.law);
@@ -340,6 +393,9 @@ impl Session {
     ) -> Result<(), ConfigError> {
         let transcoder = Transcoder::new(config, &self.core.out_a, now)?;
         self.core.transcoder = Some(transcoder);
+        // A fresh encoder expects the loss its settings say: tell it what this call has seen.
+        self.core.loss.told_pct = config.leg_b.encoder.expected_loss_pct;
+        self.core.tune_encoder_loss();
         self.core.dtmf_a_to_b.new_input();
         self.core.dtmf_b_to_a.new_input();
         self.core.out_a.marker_pending = true;
@@ -416,7 +472,15 @@ impl Session {
                 Leg::A => &mut self.ingress_a,
                 Leg::B => &mut self.ingress_b,
             };
-            match ingress.push(now, arrival, payload) {
+            let verdict = ingress.push(now, arrival, payload);
+            if leg == Leg::B
+                && pt == self.core.pt_b
+                && !matches!(verdict, Verdict::Duplicate | Verdict::NewStream)
+                && let Some(t) = self.core.transcoder.as_mut()
+            {
+                t.b_to_a.observe(now, arrival.timestamp);
+            }
+            match verdict {
                 Verdict::Deliver => {
                     self.core.process(now, leg, arrival, payload);
                     self.release(now, leg, false);
@@ -465,15 +529,13 @@ impl Session {
             self.core.counters(leg).drops.add(DropReason::RtcpMalformed);
             return;
         }
-        if leg == Leg::B
-            && self.rtcp_b.peer.reports != before
-            && let Some(t) = self.core.transcoder.as_mut()
-        {
+        if leg == Leg::B && self.rtcp_b.peer.reports != before {
             // The loss the Opus peer sees of our stream tunes how much FEC we send.
             let pct = (self.rtcp_b.peer.fraction_lost * 100.0)
                 .ceil()
                 .clamp(0.0, 50.0) as u8;
-            let _ = t.a_to_b.encoder().set_expected_loss(pct);
+            self.core.loss.reported_pct = pct;
+            self.core.tune_encoder_loss();
         }
     }
 
@@ -485,13 +547,14 @@ impl Session {
         };
         while let Some(popped) = ingress.pop(now, force) {
             match popped {
-                Popped::Lost { count } => {
-                    if leg == Leg::B
-                        && let Some(t) = self.core.transcoder.as_mut()
-                    {
-                        t.b_to_a.on_lost(count);
+                Popped::Lost { count } => match leg {
+                    Leg::B => {
+                        if let Some(t) = self.core.transcoder.as_mut() {
+                            t.b_to_a.on_lost(count);
+                        }
                     }
-                }
+                    Leg::A => self.core.loss.lost += count,
+                },
                 Popped::Packet { arrival, payload } => {
                     self.core.process(now, leg, arrival, payload);
                 }
@@ -525,8 +588,7 @@ impl Session {
             .core
             .transcoder
             .as_ref()
-            .and_then(|t| t.b_to_a.deadline())
-            .is_some_and(|d| d <= now);
+            .is_some_and(|t| t.b_to_a.needs_held(now));
         self.release(now, Leg::B, playout_due);
         let c = &mut self.core;
         if c.mode_a.send
@@ -672,6 +734,43 @@ impl Session {
         })
     }
 
+    /// The jitter buffer of the Opus -> G.711 direction: settings, current and target delay.
+    /// Zeros (with the configured settings) while the session relays.
+    pub fn jitter_buffer(&self) -> JitterStats {
+        let Some(t) = self.core.transcoder.as_ref() else {
+            return JitterStats {
+                config: self.config.jitter,
+                delay: std::time::Duration::ZERO,
+                mean_delay: std::time::Duration::ZERO,
+                target: std::time::Duration::ZERO,
+                shortened_samples: 0,
+                lengthened_samples: 0,
+            };
+        };
+        let b = &t.b_to_a;
+        JitterStats {
+            config: b.jitter(),
+            delay: b.delay,
+            mean_delay: b.mean_delay(),
+            target: b.target(),
+            shortened_samples: b.shortened_samples,
+            lengthened_samples: b.lengthened_samples,
+        }
+    }
+
+    /// 8 kHz samples of lost G.711 input filled by concealment before the Opus encoder.
+    pub fn g711_concealed_samples(&self) -> u64 {
+        self.core
+            .transcoder
+            .as_ref()
+            .map_or(0, |t| t.a_to_b.concealed_samples)
+    }
+
+    /// The packet loss percentage the Opus encoder was last told to expect.
+    pub fn encoder_expected_loss(&self) -> u8 {
+        self.core.loss.told_pct
+    }
+
     /// Opus frames not sent because the encoder's DTX judged them silent (by the transcoder
     /// running now).
     pub fn dtx_frames(&self) -> u64 {
@@ -775,6 +874,29 @@ impl Core {
         }
     }
 
+    /// Counts a leg A audio packet; at each window's end the loss seen there is re-judged.
+    fn count_leg_a_packet(&mut self) {
+        let l = &mut self.loss;
+        l.received += 1;
+        let expected = l.received + l.lost;
+        if expected >= LOSS_WINDOW {
+            l.seen_pct = (l.lost * 100).div_ceil(expected).min(50) as u8;
+            l.received = 0;
+            l.lost = 0;
+            self.tune_encoder_loss();
+        }
+    }
+
+    fn tune_encoder_loss(&mut self) {
+        let pct = self.loss.reported_pct.max(self.loss.seen_pct);
+        if let Some(t) = self.transcoder.as_mut()
+            && pct != self.loss.told_pct
+            && t.a_to_b.encoder().set_expected_loss(pct).is_ok()
+        {
+            self.loss.told_pct = pct;
+        }
+    }
+
     /// A peer started a new stream: reset what decodes it, keep what we send.
     fn new_stream(&mut self, now: Instant, leg: Leg, ssrc: u32, first: bool) {
         match (leg, self.transcoder.as_mut()) {
@@ -804,6 +926,9 @@ impl Core {
         counters.packets_in += 1;
         counters.bytes_in += payload.len() as u64;
         counters.last_media = Some(now);
+        if leg == Leg::A && arrival.payload_type == self.pt_a {
+            self.count_leg_a_packet();
+        }
         let Some(t) = self.transcoder.as_mut() else {
             return;
         };

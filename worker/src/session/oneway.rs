@@ -27,7 +27,7 @@ use super::g711_to_opus::{G711ToOpus, extend_ts};
 use super::opus_to_g711::OpusToG711;
 use super::rtp_out::{OutPacket, RtpOut};
 use super::transmit::Outbox;
-use super::{Leg, StreamSeed};
+use super::{JitterBuffer, Leg, StreamSeed};
 
 /// Codecs a one-way pipeline reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub struct OneWayPair {
     pub encoder: EncoderConfig,
     /// Random start of the output stream.
     pub seed: StreamSeed,
+    /// Jitter buffer of an Opus -> G.711 pair (ignored by the others).
+    pub jitter: JitterBuffer,
 }
 
 /// Why a job cannot be built.
@@ -152,13 +154,15 @@ impl OneWay {
             }
             let frame = frame_8k(p.ptime);
             let direction = match (p.input, p.output) {
-                (OneWayCodec::G711(law), OneWayCodec::Opus) => Direction::ToOpus(
-                    G711ToOpus::new(law, &p.encoder, frame)
-                        .map_err(|e| OneWayError::Opus(e.to_string()))?,
-                ),
+                (OneWayCodec::G711(law), OneWayCodec::Opus) => {
+                    let mut to_opus = G711ToOpus::new(law, &p.encoder, frame)
+                        .map_err(|e| OneWayError::Opus(e.to_string()))?;
+                    to_opus.set_plc(true);
+                    Direction::ToOpus(to_opus)
+                }
                 (OneWayCodec::Opus, OneWayCodec::G711(law)) => {
                     let mut to_g711 =
-                        OpusToG711::new(law, frame, p.ptime, Duration::from_millis(30))
+                        OpusToG711::new(law, frame, p.ptime, Duration::from_millis(30), p.jitter)
                             .map_err(|e| OneWayError::Opus(e.to_string()))?;
                     to_g711.end_with_input();
                     Direction::ToG711(to_g711)
@@ -245,9 +249,11 @@ impl OneWay {
                 );
                 true
             }
-            Direction::ToG711(d) => d
-                .on_packet(now, &mut p.out, &mut self.outbox, p.output_pt, ts, payload)
-                .is_ok(),
+            Direction::ToG711(d) => {
+                d.observe(now, ts);
+                d.on_packet(now, &mut p.out, &mut self.outbox, p.output_pt, ts, payload)
+                    .is_ok()
+            }
             Direction::Recode {
                 from,
                 to,

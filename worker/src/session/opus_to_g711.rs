@@ -9,6 +9,13 @@
 //!
 //! The output timeline is our own: it advances by exactly one frame per output frame.
 //!
+//! With the jitter buffer on ([`JitterMode::Fixed`] or [`JitterMode::Adaptive`]) decoded audio
+//! waits in the FIFO and leaves one frame per tick of the output clock. A packet later than its
+//! tick is concealed in its place and then played in full (nothing is skipped; the delay grew);
+//! the delay is steered back to the target ([`super::jitter`]) by repeating or removing pitch
+//! periods, faster in silence, and a talkspurt after DTX starts at the target delay. With it off
+//! audio leaves as it arrives, and a packet later than the playout grace is concealed and skipped.
+//!
 //! While an RFC 4733 event relayed from the Opus side is being sent on the G.711 leg, audio is
 //! suppressed (the timeline still advances) and resumes after the event's end: gateways detect
 //! digits from the events, and audio stamped inside an event's time span would either reuse its
@@ -21,7 +28,9 @@ use std::time::{Duration, Instant};
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{self, OpusDecoder, OpusError, SampleRate};
 
+use super::config::{JitterBuffer, JitterMode};
 use super::g711_to_opus::{OPUS_TICKS_PER_SAMPLE, extend_ts};
+use super::jitter::{self, DelayEstimator, Stretch};
 use super::rtp_out::{OutPacket, RtpOut};
 use super::transmit::Outbox;
 
@@ -42,6 +51,19 @@ const RESTART_BEHIND: u64 = 48_000;
 /// An event whose end packet never arrives still releases the audio this long (8 kHz samples,
 /// 60 ms: three update packets at the usual 20 ms) after the duration it last reported.
 const EVENT_HOLD: u64 = 480;
+/// With the jitter buffer on, a timestamp gap of this many packets with no loss reported is a
+/// pause in the talk (DTX, silence suppression), not a lost packet.
+const SILENCE_GAP: usize = 3;
+/// Beyond one packet in hand: arrival against output clock phase.
+const PHASE_MARGIN: Duration = Duration::from_millis(2);
+
+fn duration_to_samples(d: Duration) -> usize {
+    (d.as_micros() * 8 / 1000) as usize
+}
+
+fn samples_to_duration(n: usize) -> Duration {
+    Duration::from_micros(n as u64 * 125)
+}
 
 /// Why an Opus packet was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +105,23 @@ pub(crate) struct OpusToG711 {
     pub(crate) suppressed_frames: u64,
     /// The output stops with the input (one-way jobs) instead of staying continuous.
     ends_with_input: bool,
+    jitter: JitterBuffer,
+    /// Boxed: its histogram is 1 kB.
+    estimator: Box<DelayEstimator>,
+    /// Input timestamp just past the last decoded packet (a packet before it is old).
+    decoded_end: Option<u64>,
+    /// The clock concealed a missing packet while the delay was below target: the late packet
+    /// is played whole when it comes (the buffer grows by the concealment).
+    growing: bool,
+    /// Delay the buffer added to the last frame that left (see [`DelayEstimator::delay_of`]).
+    pub(crate) delay: Duration,
+    /// Samples removed to bring the delay down (accelerate, silence cuts, max-delay cuts).
+    pub(crate) shortened_samples: u64,
+    /// Samples inserted to raise the delay (preemptive expand).
+    pub(crate) lengthened_samples: u64,
+    /// Sum over frames sent of [`Self::delay`], microseconds, and how many frames.
+    delay_sum_us: u64,
+    delay_frames: u64,
 }
 
 impl OpusToG711 {
@@ -91,14 +130,17 @@ impl OpusToG711 {
         frame: usize,
         ptime: Duration,
         grace: Duration,
+        jitter: JitterBuffer,
     ) -> Result<Self, OpusError> {
+        let max_delay = (jitter.max_delay.as_micros() * 8 / 1000) as usize;
         Ok(Self {
             law,
             decoder: OpusDecoder::new(SampleRate::Hz8000)?,
             frame,
             ptime,
             grace,
-            fifo: Vec::with_capacity(MAX_PACKET * 2 + MAX_CONCEAL),
+            // Room for the deepest buffer, a packet, a conceal run and a stretch: never regrown.
+            fifo: Vec::with_capacity(max_delay + MAX_PACKET * 3 + MAX_CONCEAL),
             pcm: vec![0; MAX_PACKET],
             play_ts: None,
             in_ts_ref: 0,
@@ -113,7 +155,76 @@ impl OpusToG711 {
             suppress_until: None,
             suppressed_frames: 0,
             ends_with_input: false,
+            jitter,
+            estimator: Box::new(DelayEstimator::new()),
+            decoded_end: None,
+            growing: false,
+            delay: Duration::ZERO,
+            shortened_samples: 0,
+            lengthened_samples: 0,
+            delay_sum_us: 0,
+            delay_frames: 0,
         })
+    }
+
+    fn buffered(&self) -> bool {
+        self.jitter.mode != JitterMode::Off
+    }
+
+    /// Mean of the delay the buffer added, over the frames sent since the session started.
+    pub(crate) fn mean_delay(&self) -> Duration {
+        Duration::from_micros(
+            self.delay_sum_us
+                .checked_div(self.delay_frames)
+                .unwrap_or(0),
+        )
+    }
+
+    /// The jitter buffer settings in force.
+    pub(crate) fn jitter(&self) -> JitterBuffer {
+        self.jitter
+    }
+
+    /// The delay the buffer steers toward now.
+    pub(crate) fn target(&self) -> Duration {
+        let target = match self.jitter.mode {
+            JitterMode::Off => Duration::ZERO,
+            JitterMode::Fixed => self.jitter.fixed_delay,
+            // Input packets longer than our frames arrive in steps: the later frames of a
+            // packet wait by design.
+            JitterMode::Adaptive => {
+                // At least one packet in hand: when a packet is lost the next one, with its
+                // FEC, is there before the lost one's time must be concealed (NetEq's floor).
+                let floor = samples_to_duration(self.last_packet) + PHASE_MARGIN;
+                (self.estimator.target()
+                    + samples_to_duration(self.last_packet.saturating_sub(self.frame)))
+                .max(floor)
+            }
+        };
+        target.min(self.jitter.max_delay)
+    }
+
+    /// A packet of this stream arrived at `now` (any order, late ones too): the delay estimate
+    /// learns from it.
+    pub(crate) fn observe(&mut self, now: Instant, in_ts: u32) {
+        if self.buffered() {
+            self.estimator.observe(now, in_ts);
+        }
+    }
+
+    /// Whether the output clock needs the packets held behind a gap now: the gap is given up as
+    /// lost (FEC from the next packet, else concealment). With the buffer on, only when the
+    /// buffer has no frame for this tick and the delay is at its target (below it, the gap is
+    /// waited for: the buffer grows).
+    pub(crate) fn needs_held(&self, now: Instant) -> bool {
+        let due = self.deadline.is_some_and(|d| d <= now);
+        due && (!self.buffered() || (self.fifo.len() < self.frame && !self.may_grow()))
+    }
+
+    /// Whether the delay is below the target: an underrun then grows the buffer (the late packet
+    /// is waited for and played whole) instead of skipping the late audio.
+    fn may_grow(&self) -> bool {
+        self.delay + self.ptime <= self.target()
     }
 
     /// The output stops shortly after the input does, as a relay transcoding locally would:
@@ -181,10 +292,11 @@ impl OpusToG711 {
 
     /// A new input stream (SSRC change): fresh decoder state, same output stream.
     pub(crate) fn reset_input(&mut self) -> Result<(), OpusError> {
-        self.decoder.reset()?;
         self.play_ts = None;
+        self.decoded_end = None;
         self.pending_lost = 0;
-        Ok(())
+        self.estimator.new_stream();
+        self.decoder.reset()
     }
 
     /// One in-order Opus packet.
@@ -203,6 +315,9 @@ impl OpusToG711 {
             return Err(Rejected::Undecodable);
         }
         let ext = extend_ts(self.in_ts_ref, in_ts);
+        if self.buffered() {
+            return self.buffer_packet(now, ext, samples, payload);
+        }
         if self.play_ts.is_none() || ext > self.in_ts_ref {
             self.in_ts_ref = ext;
         }
@@ -223,15 +338,8 @@ impl OpusToG711 {
             _ => {}
         }
         self.pending_lost = 0;
-        let n = match self.decoder.decode(payload, &mut self.pcm[..samples]) {
-            Ok(n) => n.min(samples),
-            Err(_) => {
-                self.pending_lost = 1;
-                return Err(Rejected::Undecodable);
-            }
-        };
+        let n = self.decode(payload, samples)?;
         self.last_input = Some(now);
-        self.last_packet = n.max(OPUS_GRANULE);
         let end = ext + n as u64 * OPUS_TICKS_PER_SAMPLE;
         self.play_ts = Some(
             self.play_ts
@@ -243,8 +351,105 @@ impl OpusToG711 {
         }
         self.skipped_samples += covered as u64;
         self.fifo.extend_from_slice(&self.pcm[covered..n]);
-        self.drain(now, out, outbox, pt);
+        self.drain(now, out, outbox, pt, usize::MAX);
         self.deadline = Some(now + self.ptime + self.grace);
+        Ok(())
+    }
+
+    fn decode(&mut self, payload: &[u8], samples: usize) -> Result<usize, Rejected> {
+        match self.decoder.decode(payload, &mut self.pcm[..samples]) {
+            Ok(n) => {
+                let n = n.min(samples);
+                self.last_packet = n.max(OPUS_GRANULE);
+                Ok(n)
+            }
+            Err(_) => {
+                self.pending_lost = 1;
+                Err(Rejected::Undecodable)
+            }
+        }
+    }
+
+    /// The jitter buffer's side of [`Self::on_packet`]: the packet's audio joins the FIFO whole
+    /// (a late packet makes the delay grow instead of being cut); the output clock sends it.
+    fn buffer_packet(
+        &mut self,
+        now: Instant,
+        ext: u64,
+        samples: usize,
+        payload: &[u8],
+    ) -> Result<(), Rejected> {
+        if let Some(end) = self.decoded_end
+            && ext < end
+            && end - ext < RESTART_BEHIND
+        {
+            // Behind audio already decoded (a job has no reorder buffer): playing it now would
+            // put audio out of order.
+            self.skipped_samples += samples as u64;
+            return Err(Rejected::Late);
+        }
+        if self.play_ts.is_none() || ext > self.in_ts_ref {
+            self.in_ts_ref = ext;
+        }
+        // Audio whose time the clock already filled with concealment is skipped: playing it
+        // late would stretch the talk out of its timing (PESQ: inserting the concealment and
+        // keeping the packet cost more than the concealment alone). The delay grows in pauses.
+        let covered = match self.play_ts {
+            Some(play) if !self.growing && ext < play && play - ext < RESTART_BEHIND => {
+                ((play - ext) / OPUS_TICKS_PER_SAMPLE) as usize
+            }
+            _ => 0,
+        };
+        if let Some(play) = self.play_ts
+            && ext > play
+        {
+            let missing = ((ext - play) / OPUS_TICKS_PER_SAMPLE) as usize;
+            let lost = self.pending_lost > 0;
+            if lost || missing < SILENCE_GAP * self.last_packet.max(self.frame) {
+                if missing <= MAX_CONCEAL {
+                    self.heal(missing, payload, lost);
+                }
+            } else {
+                // A talkspurt after DTX or silence: start it at the target delay, whatever
+                // the delay was when the last one ended.
+                let fill = duration_to_samples(self.target()).saturating_sub(self.fifo.len());
+                self.heal(fill.min(missing), payload, false);
+            }
+        }
+        self.pending_lost = 0;
+        let n = self.decode(payload, samples)?;
+        self.last_input = Some(now);
+        let end = ext + n as u64 * OPUS_TICKS_PER_SAMPLE;
+        self.play_ts = Some(match self.play_ts {
+            Some(p) if !self.growing => p.max(end),
+            _ => end,
+        });
+        self.growing = false;
+        self.decoded_end = Some(end);
+        // A packet so late that keeping it whole would break the delay bound loses its start.
+        // It leaves at the next tick after what is queued.
+        let queued = samples_to_duration(self.fifo.len());
+        let leaves = self.deadline.map_or(now, |d| d.max(now)) + queued;
+        let bound = match self.estimator.delay_of(leaves, ext) {
+            Some(d) if d > self.jitter.max_delay => duration_to_samples(d - self.jitter.max_delay),
+            _ => 0,
+        };
+        let skip = covered.max(bound).min(n);
+        if skip == n {
+            self.skipped_samples += n as u64;
+            return Err(Rejected::Late);
+        }
+        self.skipped_samples += skip as u64;
+        // Beyond the buffer's bound the audio cannot be kept: the oldest goes.
+        let room = self.fifo.capacity() - self.fifo.len();
+        if n - skip > room {
+            self.fifo.drain(..n - skip - room);
+            self.shortened_samples += (n - skip - room) as u64;
+        }
+        self.fifo.extend_from_slice(&self.pcm[skip..n]);
+        if self.deadline.is_none() {
+            self.deadline = Some(now + self.target());
+        }
         Ok(())
     }
 
@@ -262,7 +467,9 @@ impl OpusToG711 {
         if now < deadline {
             return;
         }
+        let buffered = self.buffered();
         if self.ends_with_input
+            && (!buffered || self.fifo.len() < self.frame)
             && self.last_input.is_some_and(|t| {
                 now.saturating_duration_since(t) > self.ptime + self.grace + JOB_TAIL
             })
@@ -271,9 +478,17 @@ impl OpusToG711 {
             self.deadline = None;
             return;
         }
+        if buffered && self.fifo.len() >= self.frame {
+            self.steer(now);
+        }
         let quiet = self
             .last_input
             .is_none_or(|t| now.saturating_duration_since(t) >= QUIET_AFTER);
+        if buffered && self.fifo.len() < self.frame {
+            // Measured by PESQ: the late packet played whole after the concealment (the delay
+            // grows, pauses bring it back) scores far above skipping what was concealed.
+            self.growing = true;
+        }
         while self.fifo.len() < self.frame {
             let need = (self.frame - self.fifo.len()).div_ceil(OPUS_GRANULE) * OPUS_GRANULE;
             let need = need.min(MAX_PACKET);
@@ -291,9 +506,37 @@ impl OpusToG711 {
                 *play += need as u64 * OPUS_TICKS_PER_SAMPLE;
             }
         }
-        self.drain(now, out, outbox, pt);
+        let limit = if buffered { 1 } else { usize::MAX };
+        self.drain(now, out, outbox, pt, limit);
         let next = deadline + self.ptime;
         self.deadline = Some(if next > now { next } else { now + self.ptime });
+    }
+
+    /// Measures the delay of the frame about to leave and moves it one step toward the target.
+    fn steer(&mut self, now: Instant) {
+        let Some(play) = self.play_ts else {
+            return;
+        };
+        let front = play.saturating_sub(self.fifo.len() as u64 * OPUS_TICKS_PER_SAMPLE);
+        let Some(delay) = self.estimator.delay_of(now, front) else {
+            return;
+        };
+        self.delay = delay;
+        self.delay_sum_us += delay.as_micros() as u64;
+        self.delay_frames += 1;
+        if delay > self.jitter.max_delay {
+            let cut = duration_to_samples(delay - self.jitter.max_delay)
+                .min(self.fifo.len() - self.frame);
+            self.fifo.drain(..cut);
+            self.shortened_samples += cut as u64;
+            return;
+        }
+        let target = self.target();
+        match jitter::adjust(&mut self.fifo, self.frame, delay, target) {
+            Stretch::None => {}
+            Stretch::Shortened(n) => self.shortened_samples += n as u64,
+            Stretch::Lengthened(n) => self.lengthened_samples += n as u64,
+        }
     }
 
     /// Fills `missing` samples before `next_payload`: after a loss, FEC from it for the last lost
@@ -335,10 +578,13 @@ impl OpusToG711 {
         }
     }
 
-    fn drain(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8) {
+    /// Sends up to `limit` whole frames from the FIFO.
+    fn drain(&mut self, now: Instant, out: &mut RtpOut, outbox: &mut Outbox, pt: u8, limit: usize) {
         let frame = self.frame;
         let mut consumed = 0;
-        while self.fifo.len() - consumed >= frame {
+        let mut frames = 0;
+        while self.fifo.len() - consumed >= frame && frames < limit {
+            frames += 1;
             if self.suppress_until.is_some_and(|u| self.out_ts < u) {
                 // An event covers this time: the audio after it starts a new talkspurt.
                 self.suppressed_frames += 1;

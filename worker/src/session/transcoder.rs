@@ -31,13 +31,13 @@ impl Transcoder {
             config.frame_a(),
             config.leg_a.ptime,
             config.playout_grace,
+            config.jitter,
         )
         .map_err(codec)?;
         b_to_a.start_at(out_a.rebase_point(now, 8000));
-        Ok(Self {
-            a_to_b: G711ToOpus::new(config.leg_a.law, &config.leg_b.encoder, config.frame_b())
-                .map_err(codec)?,
-            b_to_a,
-        })
+        let mut a_to_b = G711ToOpus::new(config.leg_a.law, &config.leg_b.encoder, config.frame_b())
+            .map_err(codec)?;
+        a_to_b.set_plc(config.g711_plc);
+        Ok(Self { a_to_b, b_to_a })
     }
 }

@@ -449,3 +449,55 @@ pub fn event_packet(
 pub fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
     rtp(pt, seq, ts, ssrc, marker, payload)
 }
+
+/// A seeded delay pattern: `share` of the packets are held `lo..hi` ms more. Without
+/// `reorder` a held packet holds back the ones behind it (a FIFO queue), with it they overtake.
+pub struct Jitter {
+    state: u64,
+    share: f64,
+    lo: u64,
+    hi: u64,
+    reorder: bool,
+}
+
+impl Jitter {
+    pub fn new(seed: u64, share: f64, lo: u64, hi: u64, reorder: bool) -> Self {
+        Self {
+            state: seed.max(1),
+            share,
+            lo,
+            hi,
+            reorder,
+        }
+    }
+
+    fn next(&mut self) -> f64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Arrival time of a packet sent at `send_at`, given the previous arrival.
+    fn arrival(&mut self, send_at: Duration, previous: Duration) -> Duration {
+        let mut at = send_at + Duration::from_millis(5);
+        if self.next() < self.share {
+            let extra = self.lo + (self.next() * (self.hi - self.lo) as f64) as u64;
+            at += Duration::from_millis(extra);
+        }
+        if self.reorder { at } else { at.max(previous) }
+    }
+
+    pub fn apply(&mut self, packets: &[Packet]) -> Vec<(Duration, Vec<u8>)> {
+        let mut previous = Duration::ZERO;
+        let mut out: Vec<(Duration, Vec<u8>)> = packets
+            .iter()
+            .map(|p| {
+                previous = self.arrival(p.send_at, previous);
+                (previous, p.bytes.clone())
+            })
+            .collect();
+        out.sort_by_key(|(t, _)| *t);
+        out
+    }
+}

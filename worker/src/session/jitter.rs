@@ -1,0 +1,324 @@
+//! The adaptive playout delay of the Opus -> G.711 direction: how late packets arrive
+//! ([`DelayEstimator`]) and how the decoded audio waiting for the G.711 clock is stretched or
+//! squeezed toward the delay that covers that lateness ([`adjust`]).
+//!
+//! The estimate follows NetEq's relative-delay design: each packet's transit time (arrival minus
+//! RTP timestamp) is compared with the fastest transit of the last couple of seconds, the excess
+//! goes into a histogram that forgets old packets exponentially, and the target delay is its 95th
+//! percentile. The sliding minimum makes a drifting sender clock look like no jitter at all, and
+//! the forgetting lets the delay fall again when the network calms down.
+
+use std::time::{Duration, Instant};
+
+use bridgepool_codecs::stretch;
+
+use super::g711_to_opus::extend_ts;
+
+/// Histogram bucket width in 48 kHz ticks (2 ms).
+const BUCKET_TICKS: i64 = 96;
+/// Buckets: relative delays up to 500 ms; anything later lands in the last.
+const BUCKETS: usize = 250;
+/// Weight kept by the old histogram at each packet: a time constant of 500 packets, 10 s at
+/// 20 ms, so a calm network brings the delay down within tens of seconds.
+const FORGET: f32 = 0.998;
+/// The share of packets the target delay covers.
+const QUANTILE: f32 = 0.95;
+/// Packets per sub-window of the sliding minimum transit; [`SUB_WINDOWS`] of them make the window
+/// (about 2 s at 20 ms).
+const SUB_WINDOW: u32 = 25;
+const SUB_WINDOWS: usize = 4;
+
+/// Inter-arrival delay statistics of one Opus stream.
+pub(crate) struct DelayEstimator {
+    epoch: Option<Instant>,
+    ts_ref: Option<u64>,
+    /// Probability mass per bucket of relative delay; sums to about 1.
+    histogram: [f32; BUCKETS],
+    /// Minimum transit of each finished sub-window, `i64::MAX` when empty.
+    window: [i64; SUB_WINDOWS],
+    current_min: i64,
+    in_current: u32,
+    next_slot: usize,
+    /// The target in 48 kHz ticks, recomputed at each packet.
+    target: i64,
+}
+
+impl DelayEstimator {
+    pub(crate) fn new() -> Self {
+        let mut histogram = [0.0; BUCKETS];
+        // Until packets say otherwise, assume a clean network.
+        histogram[0] = 1.0;
+        Self {
+            epoch: None,
+            ts_ref: None,
+            histogram,
+            window: [i64::MAX; SUB_WINDOWS],
+            current_min: i64::MAX,
+            in_current: 0,
+            next_slot: 0,
+            target: BUCKET_TICKS,
+        }
+    }
+
+    /// A new stream (SSRC change): its timestamps have a new origin, the network stays the same.
+    pub(crate) fn new_stream(&mut self) {
+        self.ts_ref = None;
+        self.window = [i64::MAX; SUB_WINDOWS];
+        self.current_min = i64::MAX;
+        self.in_current = 0;
+    }
+
+    /// A packet with RTP timestamp `ts` (48 kHz) arrived at `now`, in whatever order.
+    pub(crate) fn observe(&mut self, now: Instant, ts: u32) {
+        let ext = extend_ts(self.ts_ref.unwrap_or(0), ts);
+        if self.ts_ref.is_none_or(|r| ext > r) {
+            self.ts_ref = Some(ext);
+        }
+        let epoch = *self.epoch.get_or_insert(now);
+        let transit = ticks_since(epoch, now) - ext as i64;
+        self.current_min = self.current_min.min(transit);
+        self.in_current += 1;
+        if self.in_current >= SUB_WINDOW {
+            self.window[self.next_slot] = self.current_min;
+            self.next_slot = (self.next_slot + 1) % SUB_WINDOWS;
+            self.current_min = i64::MAX;
+            self.in_current = 0;
+        }
+        let Some(base) = self.min_transit() else {
+            return;
+        };
+        let bucket = ((transit - base) / BUCKET_TICKS).clamp(0, BUCKETS as i64 - 1) as usize;
+        for p in &mut self.histogram {
+            *p *= FORGET;
+        }
+        self.histogram[bucket] += 1.0 - FORGET;
+        let total: f32 = self.histogram.iter().sum();
+        let mut above = 0.0;
+        let mut quantile_bucket = 0;
+        for (i, p) in self.histogram.iter().enumerate().rev() {
+            above += p;
+            if above > (1.0 - QUANTILE) * total {
+                quantile_bucket = i;
+                break;
+            }
+        }
+        // The bucket's upper edge: a delay that covers every packet in it.
+        self.target = (quantile_bucket as i64 + 1) * BUCKET_TICKS;
+    }
+
+    /// The delay that covers [`QUANTILE`] of the packets' lateness.
+    pub(crate) fn target(&self) -> Duration {
+        ticks_to_duration(self.target)
+    }
+
+    /// How long the audio at input timestamp `ts` has been due at `now`: the time since a packet
+    /// carrying it would have arrived over the fastest path seen. This is the delay the buffer
+    /// adds for a packet that was on time. `None` before the stream's first packet.
+    pub(crate) fn delay_of(&self, now: Instant, ts: u64) -> Option<Duration> {
+        let base = self.min_transit()?;
+        let due = ts as i64 + base;
+        Some(ticks_to_duration(ticks_since(self.epoch?, now) - due))
+    }
+
+    fn min_transit(&self) -> Option<i64> {
+        let m = self.window.iter().copied().fold(self.current_min, i64::min);
+        (m != i64::MAX).then_some(m)
+    }
+}
+
+fn ticks_since(epoch: Instant, now: Instant) -> i64 {
+    (now.saturating_duration_since(epoch).as_micros() * 48 / 1000) as i64
+}
+
+fn ticks_to_duration(ticks: i64) -> Duration {
+    Duration::from_micros((ticks.max(0) as u64) * 1000 / 48)
+}
+
+/// What [`adjust`] did to the waiting audio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stretch {
+    /// Nothing.
+    None,
+    /// Removed this many samples (accelerate, or a cut in silence).
+    Shortened(usize),
+    /// Inserted this many samples (preemptive expand).
+    Lengthened(usize),
+}
+
+/// Below the target by more than this, the buffer grows (avoids stretching on tick phase noise).
+const GROW_BELOW: Duration = Duration::from_millis(5);
+/// Above the target by more than this, the buffer shrinks (a band, so it does not hunt).
+const SHRINK_ABOVE: Duration = Duration::from_millis(8);
+/// Speech is stretched only this far from the target: within it, the delay moves in the pauses
+/// (PESQ: stretching speech at every small excess cost more than the delay it saved).
+const SPEECH_SHRINK_ABOVE: Duration = Duration::from_millis(60);
+const SPEECH_GROW_BELOW: Duration = Duration::from_millis(20);
+/// Correlation a speech period needs before it is repeated or removed: lower sounds warbly.
+const MIN_CORRELATION: f32 = 0.75;
+/// Cross-fade used when cutting or padding silence (5 ms).
+const SILENCE_FADE: usize = 40;
+
+/// One step toward `target` for audio in `fifo` that is `delay` late, keeping at least `frame`
+/// samples to send now. Speech moves by one pitch period where it repeats well; silence moves
+/// faster, up to a frame per step.
+pub(crate) fn adjust(
+    fifo: &mut Vec<i16>,
+    frame: usize,
+    delay: Duration,
+    target: Duration,
+) -> Stretch {
+    let window = &fifo[..fifo.len().min(2 * stretch::MAX_PERIOD)];
+    if delay > target + SHRINK_ABOVE {
+        let excess = duration_to_samples(delay - target);
+        let spare = fifo.len().saturating_sub(frame);
+        if stretch::is_silent(window) {
+            let count = excess.min(frame).min(spare.saturating_sub(SILENCE_FADE));
+            if count > 0 && stretch::shorten(fifo, count, SILENCE_FADE) {
+                return Stretch::Shortened(count);
+            }
+            return Stretch::None;
+        }
+        if delay > target + SPEECH_SHRINK_ABOVE
+            && let Some(p) = stretch::find_period(window)
+            && p.correlation >= MIN_CORRELATION
+            && p.period <= excess
+            && 2 * p.period <= fifo.len()
+            && stretch::shorten(fifo, p.period, p.period)
+        {
+            return Stretch::Shortened(p.period);
+        }
+    } else if delay + GROW_BELOW < target {
+        let missing = duration_to_samples(target - delay);
+        if stretch::is_silent(window) {
+            let count = missing
+                .min(frame)
+                .min(fifo.len().saturating_sub(SILENCE_FADE));
+            if count >= SILENCE_FADE && stretch::lengthen(fifo, count, SILENCE_FADE) {
+                return Stretch::Lengthened(count);
+            }
+            return Stretch::None;
+        }
+        if delay + SPEECH_GROW_BELOW < target
+            && let Some(p) = stretch::find_period(window)
+            && p.correlation >= MIN_CORRELATION
+            && stretch::lengthen(fifo, p.period, p.period)
+        {
+            return Stretch::Lengthened(p.period);
+        }
+    }
+    Stretch::None
+}
+
+fn duration_to_samples(d: Duration) -> usize {
+    (d.as_micros() * 8 / 1000) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn clean_stream_targets_one_bucket() {
+        let t0 = crate::test_epoch();
+        let mut e = DelayEstimator::new();
+        for i in 0..500u64 {
+            e.observe(at(t0, 20 * i), (i * 960) as u32);
+        }
+        assert!(e.target() <= Duration::from_millis(2));
+        // A packet arriving on time is due now.
+        let d = e
+            .delay_of(at(t0, 20 * 499), (1 << 32) + 499 * 960)
+            .expect("delay");
+        assert!(d < Duration::from_millis(1));
+    }
+
+    #[test]
+    fn jitter_raises_the_target_and_calm_lowers_it() {
+        let t0 = crate::test_epoch();
+        let mut e = DelayEstimator::new();
+        // 30 % of packets 40 ms late.
+        for i in 0..1500u64 {
+            let late = if i % 10 < 3 { 40 } else { 0 };
+            e.observe(at(t0, 20 * i + late), (i * 960) as u32);
+        }
+        let high = e.target();
+        assert!(high >= Duration::from_millis(40), "{high:?}");
+        assert!(high <= Duration::from_millis(44), "{high:?}");
+        for i in 1500..4000u64 {
+            e.observe(at(t0, 20 * i), (i * 960) as u32);
+        }
+        assert!(e.target() <= Duration::from_millis(4), "{:?}", e.target());
+    }
+
+    #[test]
+    fn drifting_sender_clock_is_not_jitter() {
+        let t0 = crate::test_epoch();
+        let mut e = DelayEstimator::new();
+        // The sender's clock runs 0.1 % fast for 10 minutes: timestamps gain 600 ms.
+        for i in 0..30_000u64 {
+            e.observe(at(t0, 20 * i), (i * 961) as u32);
+            assert!(
+                e.target() <= Duration::from_millis(4),
+                "at {i}: {:?}",
+                e.target()
+            );
+        }
+        let mut e = DelayEstimator::new();
+        for i in 0..30_000u64 {
+            e.observe(at(t0, 20 * i), (i * 959) as u32);
+        }
+        assert!(e.target() <= Duration::from_millis(4), "{:?}", e.target());
+    }
+
+    #[test]
+    fn reordered_packets_count_as_late() {
+        let t0 = crate::test_epoch();
+        let mut e = DelayEstimator::new();
+        for i in (0..1000u64).step_by(2) {
+            // i + 1 overtakes i, which arrives 30 ms late.
+            e.observe(at(t0, 20 * (i + 1)), ((i + 1) * 960) as u32);
+            e.observe(at(t0, 20 * i + 30), (i * 960) as u32);
+        }
+        assert!(e.target() >= Duration::from_millis(30), "{:?}", e.target());
+    }
+
+    #[test]
+    fn adjust_moves_toward_the_target_on_speech_and_silence() {
+        let tone: Vec<i16> = (0..480)
+            .map(|i| (6000.0 * (2.0 * std::f32::consts::PI * i as f32 / 50.0).sin()) as i16)
+            .collect();
+        let mut fifo = tone.clone();
+        let shrunk = adjust(
+            &mut fifo,
+            160,
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        );
+        assert_eq!(shrunk, Stretch::Shortened(50));
+        assert_eq!(fifo.len(), 430);
+        let mut fifo = tone.clone();
+        fifo.reserve(200);
+        let grown = adjust(&mut fifo, 160, Duration::ZERO, Duration::from_millis(40));
+        assert_eq!(grown, Stretch::Lengthened(50));
+        let mut quiet = vec![0i16; 480];
+        let cut = adjust(
+            &mut quiet,
+            160,
+            Duration::from_millis(60),
+            Duration::from_millis(10),
+        );
+        assert_eq!(cut, Stretch::Shortened(160));
+        let mut fifo = tone;
+        let none = adjust(
+            &mut fifo,
+            160,
+            Duration::from_millis(15),
+            Duration::from_millis(10),
+        );
+        assert_eq!(none, Stretch::None);
+    }
+}
