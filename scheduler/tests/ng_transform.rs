@@ -419,14 +419,16 @@ fn through_a_real_relay() {
         assert!(text.contains(&line), "no {line} in\n{text}");
     }
     // Each direction's output ends with its input, as a relay transcoding locally would:
-    // 50 frames in, 50 (give or take the last partial one) out.
+    // 50 frames in, 50 out, give or take the last partial one; the Opus -> G.711 direction also
+    // plays out what its jitter buffer held when the input stopped (a packet or two on loopback)
+    // and its 40 ms tail, never a stream that goes on.
     for line in stdout.lines().filter(|l| l.contains("got PTs")) {
         let got: u64 = line
             .rsplit(": ")
             .next()
             .and_then(|v| v.trim_end_matches('}').trim().parse().ok())
             .unwrap_or_else(|| panic!("unexpected line {line}"));
-        assert!((45..=53).contains(&got), "{line}");
+        assert!((45..=56).contains(&got), "{line}");
     }
 }
 
