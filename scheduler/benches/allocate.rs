@@ -57,7 +57,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let registered = fleet::spawn(target, WORKERS).await;
+        let registered = fleet::spawn(&[target], WORKERS).await;
         let client = SchedulerClient::connect(format!("http://{target}")).await.expect("scheduler");
         let request = v1::AllocateRequest {
             call_id: String::new(),

@@ -8,7 +8,7 @@
 //!   taskset -c 0 target/release/bridgepool-scheduler --grpc-listen 127.0.0.1:50151 \
 //!       --ng-listen 127.0.0.1:22222 --metrics-listen 127.0.0.1:9191 --log warn &
 //!   taskset -c 1 cargo bench -p bridgepool-scheduler --bench transform -- \
-//!       127.0.0.1:50151 127.0.0.1:22222 500 10000 [SECOND_NG]
+//!       127.0.0.1:50151[,SECOND_GRPC] 127.0.0.1:22222 500 10000 [SECOND_NG]
 //!
 //! Open loop: request n is sent at n / rate seconds, each followed by its `delete`. With a second
 //! replica's ng address the deletes go there: that replica never placed the job and has to find it.
@@ -76,6 +76,11 @@ async fn ask(socket: &UdpSocket, to: SocketAddr, cookie: &str, body: &Dict) -> O
         .ok()?
         .ok()?;
         match client::parse_reply(&buf[..n], cookie) {
+            // A delete that found nothing is `ok` with a warning: not a success here.
+            Ok(body) if body.get("warning").is_some() => {
+                eprintln!("{cookie}: {:?}", body.str("warning"));
+                return None;
+            }
             Ok(_) => return Some(t0.elapsed()),
             // A late reply to an earlier request of this socket: keep waiting for ours.
             Err(client::ReplyError::CookieMismatch { .. }) => continue,
@@ -93,9 +98,11 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let arg = |i: usize, default: &str| args.get(i).map_or(default.to_owned(), Clone::clone);
-    let grpc: SocketAddr = arg(0, "127.0.0.1:50151")
-        .parse()
-        .expect("scheduler gRPC address");
+    // The replicas' gRPC addresses, comma separated: the fleet registers with each.
+    let grpc: Vec<SocketAddr> = arg(0, "127.0.0.1:50151")
+        .split(',')
+        .map(|a| a.parse().expect("scheduler gRPC address"))
+        .collect();
     let ng: SocketAddr = arg(1, "127.0.0.1:22222").parse().expect("ng address");
     let rate: f64 = arg(2, "500").parse().expect("rate");
     let calls: usize = arg(3, "10000").parse().expect("calls");
@@ -108,7 +115,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let registered = fleet::spawn(grpc, WORKERS).await;
+        let registered = fleet::spawn(&grpc, WORKERS).await;
         let transforms = Arc::new(Mutex::new(Vec::with_capacity(calls)));
         let deletes = Arc::new(Mutex::new(Vec::with_capacity(calls)));
         let lost = Arc::new(std::sync::atomic::AtomicUsize::new(0));

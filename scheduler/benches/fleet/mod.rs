@@ -160,9 +160,9 @@ impl Worker for FakeWorker {
     }
 }
 
-/// Starts `workers` simulated workers that heartbeat every second to the scheduler at `target`;
-/// returns how many the scheduler lists after three seconds.
-pub(crate) async fn spawn(target: SocketAddr, workers: usize) -> usize {
+/// Starts `workers` simulated workers that heartbeat every second to every scheduler of
+/// `targets`; returns how many the first lists after three seconds.
+pub(crate) async fn spawn(targets: &[SocketAddr], workers: usize) -> usize {
     for i in 0..workers {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -175,31 +175,33 @@ pub(crate) async fn spawn(target: SocketAddr, workers: usize) -> usize {
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 ),
         );
-        tokio::spawn(async move {
-            let mut client = loop {
-                match SchedulerClient::connect(format!("http://{target}")).await {
-                    Ok(c) => break c,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            };
-            loop {
-                let status = v1::WorkerStatus {
-                    stats: Some(v1::WorkerStats {
-                        worker_id: format!("sim-{i}"),
-                        endpoint: format!("http://{addr}"),
-                        capacity_sessions: 1_000_000,
-                        headroom_sessions: 1_000_000,
-                        ..Default::default()
-                    }),
-                    session_ids: vec![],
+        for &target in targets {
+            tokio::spawn(async move {
+                let mut client = loop {
+                    match SchedulerClient::connect(format!("http://{target}")).await {
+                        Ok(c) => break c,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
                 };
-                let _ = client.heartbeat(status).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+                loop {
+                    let status = v1::WorkerStatus {
+                        stats: Some(v1::WorkerStats {
+                            worker_id: format!("sim-{i}"),
+                            endpoint: format!("http://{addr}"),
+                            capacity_sessions: 1_000_000,
+                            headroom_sessions: 1_000_000,
+                            ..Default::default()
+                        }),
+                        session_ids: vec![],
+                    };
+                    let _ = client.heartbeat(status).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut client = SchedulerClient::connect(format!("http://{target}"))
+    let mut client = SchedulerClient::connect(format!("http://{}", targets[0]))
         .await
         .expect("scheduler");
     client

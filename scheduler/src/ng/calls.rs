@@ -269,7 +269,9 @@ impl CallPool {
                 call: Some(call),
             }];
         }
-        let mut found = Vec::new();
+        // Every live worker at once: one by one, a replica that never saw the call (or a relay's
+        // transform job under the same name) would pay a round trip per worker.
+        let mut asks = tokio::task::JoinSet::new();
         for (worker, endpoint) in self.targets(None) {
             let Ok(mut client) = self.state.client(&endpoint) else {
                 continue;
@@ -279,16 +281,21 @@ impl CallPool {
                 from_tag: String::new(),
             });
             req.set_timeout(self.timeout());
+            asks.spawn(async move { (worker, client.find_sessions(req).await) });
+        }
+        let mut found = Vec::new();
+        while let Some(joined) = asks.join_next().await {
             // A worker without FindSessions (older) answers unimplemented: nothing to find there.
-            if let Ok(r) = client.find_sessions(req).await {
-                for s in r.into_inner().sessions {
-                    found.push(Found {
-                        call: None,
-                        worker: worker.clone(),
-                        session_id: s.session_id,
-                        tags: (s.from_tag, s.to_tag),
-                    });
-                }
+            let Ok((worker, Ok(r))) = joined else {
+                continue;
+            };
+            for s in r.into_inner().sessions {
+                found.push(Found {
+                    call: None,
+                    worker: worker.clone(),
+                    session_id: s.session_id,
+                    tags: (s.from_tag, s.to_tag),
+                });
             }
         }
         found

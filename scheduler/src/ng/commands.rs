@@ -153,8 +153,13 @@ async fn delete(pool: &JobPool, calls: &CallPool, body: &Dict) -> Dict {
     let Some(call) = CallRef::from_body(body) else {
         return reply::error(reasons::NO_CALL_ID);
     };
-    // An offer/answer call first; then the relay's transform jobs under that name.
-    let sessions = calls.delete(&call.call_id).await;
+    // An offer/answer call first; then the relay's transform jobs under that name (straight to
+    // those when this replica placed them).
+    let sessions = if pool.placed_here(&call.call_id) {
+        Vec::new()
+    } else {
+        calls.delete(&call.call_id).await
+    };
     if !sessions.is_empty() {
         if call.has_flag("fast") {
             return reply::ok();
@@ -185,7 +190,11 @@ async fn query(pool: &JobPool, calls: &CallPool, body: &Dict) -> Dict {
     let Some(call) = CallRef::from_body(body) else {
         return reply::error(reasons::NO_CALL_ID);
     };
-    let sessions = calls.query(&call.call_id).await;
+    let sessions = if pool.placed_here(&call.call_id) {
+        Vec::new()
+    } else {
+        calls.query(&call.call_id).await
+    };
     if !sessions.is_empty() {
         let figures: Vec<_> = sessions
             .into_iter()

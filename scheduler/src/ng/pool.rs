@@ -118,6 +118,12 @@ impl JobPool {
         })
     }
 
+    /// Whether this replica placed a job under `call_id` (a relay's transform, not an
+    /// offer/answer call): its delete and query then skip the search for sessions.
+    pub fn placed_here(&self, call_id: &str) -> bool {
+        self.index().keys().any(|(c, _)| c == call_id)
+    }
+
     fn index(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<str>>> {
         self.placed.lock().unwrap_or_else(|e| e.into_inner())
     }
