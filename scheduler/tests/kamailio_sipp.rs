@@ -5,6 +5,7 @@
 //! RTP both ways through the worker, torn down on BYE (`rtpengine_delete`).
 //! Skipped, loudly, when kamailio or sipp is missing (`scripts/setup.sh` installs them).
 
+mod common;
 mod ngpool;
 
 use std::path::Path;

@@ -4,6 +4,7 @@
 //! limit reached`, answers and re-offers never refused) and the delete cases
 //! (`tests/autotest/*.t`). Skipped, loudly, when prove or the harness is missing.
 
+mod common;
 mod ngpool;
 
 use std::process::Command;

@@ -2,6 +2,7 @@
 //! offer is answered `load limit` (Kamailio then asks the next node), while before the drain
 //! the same offer was served. Real scheduler and worker processes over UDP.
 
+mod common;
 mod ngpool;
 
 use std::net::UdpSocket;

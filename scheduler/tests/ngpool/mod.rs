@@ -2,53 +2,15 @@
 //! on loopback, registered before the test goes on. Both end when the value drops.
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bridgepool_proto::v1;
 use bridgepool_proto::v1::scheduler_client::SchedulerClient;
 
-/// A child process killed on drop.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A free UDP address on loopback.
-pub fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// The worker binary of the same target directory.
-pub fn worker_binary() -> PathBuf {
-    let me = std::env::current_exe().unwrap();
-    let dir = me.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("bridgepool-worker");
-    assert!(
-        bin.exists(),
-        "{} missing: `cargo build -p bridgepool-worker` first",
-        bin.display()
-    );
-    bin
-}
+// The process, port and binary helpers are the shared harness's.
+pub use super::common::{Proc, free_port, free_udp, worker_binary};
 
 /// A scheduler and its worker.
 pub struct Pool {
