@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bridgepool_proto::v1;
 use bridgepool_sdp::{Codec, CodecOps};
@@ -15,13 +15,11 @@ use rand::rngs::StdRng;
 use tonic::{Code, Request};
 
 use super::legs::{Leg, Party};
+use super::place;
 use super::pool::PlaceError;
-use crate::placement;
 use crate::registry::WorkerState;
 use crate::service::SchedulerState;
 
-/// Workers tried per new call.
-const TRIES: usize = 3;
 /// A worker call on the offer/answer path; Kamailio waits 1 s per try and blocks a SIP worker.
 const WORKER_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -179,46 +177,15 @@ impl CallPool {
         &self,
         request: v1::CreateSessionRequest,
     ) -> Result<(Arc<str>, v1::CreateSessionResponse), PlaceError> {
-        self.state.expire(Instant::now());
-        let (candidates, order) = {
-            let candidates = self.state.registry().candidates();
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            let order = placement::order(&candidates, &mut *rng, TRIES);
-            (candidates, order)
-        };
-        for i in order {
-            let worker = candidates[i].id.clone();
-            let Some(endpoint) = self
-                .state
-                .registry()
-                .get(&worker)
-                .map(|w| w.endpoint.clone())
-            else {
-                continue;
-            };
-            let Ok(mut client) = self.state.client(&endpoint) else {
-                continue;
-            };
+        let timeout = self.timeout();
+        let (worker, created) = place::place(&self.state, &self.rng, "session", |mut client| {
             let mut call = Request::new(request.clone());
-            call.set_timeout(self.timeout());
-            match client.create_session(call).await {
-                Ok(response) => {
-                    let created = response.into_inner();
-                    self.state.registry().placed(&worker, &created.session_id);
-                    return Ok((worker, created));
-                }
-                Err(s) if s.code() == Code::InvalidArgument => {
-                    return Err(PlaceError::Refused(s.message().to_owned()));
-                }
-                Err(s) => {
-                    tracing::info!(%worker, code = ?s.code(), message = %s.message(), "worker refused a session; trying another");
-                    self.state.registry().refused(&worker);
-                }
-            }
-        }
-        Err(PlaceError::NoHeadroom {
-            workers: candidates.len(),
+            call.set_timeout(timeout);
+            async move { Ok(client.create_session(call).await?.into_inner()) }
         })
+        .await?;
+        self.state.registry().placed(&worker, &created.session_id);
+        Ok((worker, created))
     }
 
     /// Sends an update to the call's worker.

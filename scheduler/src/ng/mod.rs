@@ -15,6 +15,7 @@ pub mod limit;
 pub mod metrics;
 mod offer;
 pub mod pairs;
+mod place;
 pub mod pool;
 mod stats;
 

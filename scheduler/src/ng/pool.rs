@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bridgepool_proto::telemetry::inject_context;
 use bridgepool_proto::v1;
@@ -12,14 +12,12 @@ use bridgepool_proto::v1::worker_client::WorkerClient;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 
-use crate::placement;
+use super::place;
 use crate::registry::WorkerState;
 use crate::service::SchedulerState;
 
-/// Workers tried per job before answering `error`.
-const TRIES: usize = 3;
 /// A worker call on the ng path must leave the relay time to fall back (it waits 50 ms per try).
 const NG_WORKER_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -72,50 +70,20 @@ impl JobPool {
         &self,
         request: v1::CreateJobRequest,
     ) -> Result<(Arc<str>, v1::CreateJobResponse), PlaceError> {
-        self.state.expire(Instant::now());
-        let (candidates, order) = {
-            let candidates = self.state.registry().candidates();
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            let order = placement::order(&candidates, &mut *rng, TRIES);
-            (candidates, order)
-        };
-        for i in order {
-            let worker = candidates[i].id.clone();
-            let Some(endpoint) = self
-                .state
-                .registry()
-                .get(&worker)
-                .map(|w| w.endpoint.clone())
-            else {
-                continue;
-            };
-            let Ok(mut client) = self.state.client(&endpoint) else {
-                continue;
-            };
+        let timeout = self.timeout();
+        let (worker, created) = place::place(&self.state, &self.rng, "job", |mut client| {
             let mut call = Request::new(request.clone());
-            call.set_timeout(self.timeout());
+            call.set_timeout(timeout);
             inject_context(&tracing::Span::current(), call.metadata_mut());
-            match client.create_job(call).await {
-                Ok(response) => {
-                    let key = (request.call_id.clone(), request.from_tag.clone());
-                    self.state
-                        .registry()
-                        .placed(&worker, &bridgepool_proto::job_key(&key.0, &key.1));
-                    self.index().insert(key, worker.clone());
-                    return Ok((worker, response.into_inner()));
-                }
-                Err(s) if s.code() == Code::InvalidArgument => {
-                    return Err(PlaceError::Refused(s.message().to_owned()));
-                }
-                Err(s) => {
-                    tracing::info!(%worker, code = ?s.code(), message = %s.message(), "worker refused a job; trying another");
-                    self.state.registry().refused(&worker);
-                }
-            }
-        }
-        Err(PlaceError::NoHeadroom {
-            workers: candidates.len(),
+            async move { Ok(client.create_job(call).await?.into_inner()) }
         })
+        .await?;
+        let key = (request.call_id.clone(), request.from_tag.clone());
+        self.state
+            .registry()
+            .placed(&worker, &bridgepool_proto::job_key(&key.0, &key.1));
+        self.index().insert(key, worker.clone());
+        Ok((worker, created))
     }
 
     /// Whether this replica placed a job under `call_id` (a relay's transform, not an
