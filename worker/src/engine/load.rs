@@ -116,6 +116,13 @@ pub enum JobKind {
     Recode,
 }
 
+/// Two-way sessions a budget holds, from the same integers admission compares (the budget and
+/// the calibrated session cost in ppm), so the capacity reported is exactly what is admitted: in
+/// floating point the two could differ by one at a boundary.
+fn capacity_of(budget_ppm: u64, calibrated: DirectionCosts) -> u64 {
+    budget_ppm / ppm(calibrated.session().max(2e-5)).max(1)
+}
+
 /// A core share as integer parts per million (reservations are summed as integers so a
 /// release gives back exactly what was taken).
 pub(super) fn ppm(share: f64) -> u64 {
@@ -278,7 +285,7 @@ impl LoadMeter {
 
     /// Capacity from the calibration alone, before any window closed.
     pub(super) fn initial_capacity(calibrated: DirectionCosts, target_busy: f64) -> u64 {
-        (target_busy / calibrated.session().max(2e-5)).floor() as u64
+        capacity_of(ppm(target_busy), calibrated)
     }
 
     /// Adds a stretch of media work.
@@ -329,12 +336,11 @@ impl LoadMeter {
             self.scale = self.scale * (1.0 - SCALE_GAIN) + sample * SCALE_GAIN;
         }
         let cost = self.calibrated.session() * self.scale;
+        let budget = ppm(self.target_busy / self.scale);
         figures
             .capacity
-            .store((self.target_busy / cost).floor() as u64, Ordering::Relaxed);
-        figures
-            .budget_ppm
-            .store(ppm(self.target_busy / self.scale), Ordering::Relaxed);
+            .store(capacity_of(budget, self.calibrated), Ordering::Relaxed);
+        figures.budget_ppm.store(budget, Ordering::Relaxed);
         figures.session_cost_ppm.store(ppm(cost), Ordering::Relaxed);
         figures.busy_ppm.store(ppm(busy), Ordering::Relaxed);
         figures.media_busy_ppm.store(ppm(media), Ordering::Relaxed);
