@@ -15,7 +15,9 @@
 #   scripts/compare-rtpengine.sh [OUT_DIR]     (default target/compare)
 #
 # Environment: RTPE_START/RTPE_STEP and BP_START/BP_STEP (calls), STEP_SECONDS, BP_MAX, LOAD,
-# MIN_PESQ, QUALITY_CALLS, QUALITY_PER_STEP.
+# MIN_PESQ, QUALITY_CALLS, QUALITY_PER_STEP. BP_ADMISSION sets the worker's admission target
+# (--admission-busy, default the worker's 0.8): 0.95 lets the ramp find where the service level
+# breaks, as rtpengine's ramp does, instead of stopping at the safety margin a deployment keeps.
 # RTPENGINE_BIN picks another rtpengine binary (e.g. a newer one built locally) instead of Debian's.
 # Needs: apt-get install rtpengine-daemon. Writes OUT_DIR/{rtpengine,bridgepool}-{ramp,fixed}.*
 # and prints a summary.
@@ -80,7 +82,8 @@ sched=$!; pids+=("$sched")
 # Media on core 1; the worker puts its control threads on core 0 by itself.
 "$bin/bridgepool-worker" --cores 1 --grpc-listen 127.0.0.1:50261 \
   --metrics-listen 127.0.0.1:9292 --media-ip 127.0.0.1 --rtp-port-min 30000 --rtp-port-max 33999 \
-  --scheduler http://127.0.0.1:50251 --worker-id bench-worker --log warn &
+  --scheduler http://127.0.0.1:50251 --worker-id bench-worker --log warn \
+  ${BP_ADMISSION:+--admission-busy "$BP_ADMISSION"} &
 worker=$!; pids+=("$worker")
 sleep 3
 bp_args=(--target bridgepool --scheduler http://127.0.0.1:50251 --measure-pid "$worker" --measure-pid "$sched")
