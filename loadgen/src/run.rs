@@ -6,7 +6,7 @@
 //! it sets calls up and tears them down one at a time (so a slow control plane slows the ramp
 //! instead of piling requests up), and samples counters every `sample_interval`.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -229,7 +229,8 @@ impl Run<'_> {
         // Spread evenly: exactly `share` of every run of calls, not a random draw.
         let share = self.config.passthrough_share;
         let shared = ((id + 1) as f64 * share).floor() > (id as f64 * share).floor();
-        let sockets = match (bind_leg(), bind_leg()) {
+        let ip = self.config.media_ip;
+        let sockets = match (bind_leg(ip), bind_leg(ip)) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
                 self.fail(format!("{call_id}: binding leg sockets: {e}"));
@@ -704,9 +705,10 @@ pub fn fmt_score(score: Option<f64>) -> String {
     score.map_or_else(|| "-".to_owned(), |s| format!("{s:.2}"))
 }
 
-/// Binds one leg's socket on loopback, non-blocking (shared by the pacer and the receiver).
-fn bind_leg() -> std::io::Result<(UdpSocket, SocketAddr)> {
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
+/// Binds one leg's socket on `ip` (`--media-ip`), non-blocking (shared by the pacer and the
+/// receiver).
+fn bind_leg(ip: IpAddr) -> std::io::Result<(UdpSocket, SocketAddr)> {
+    let socket = UdpSocket::bind((ip, 0))?;
     socket.set_nonblocking(true)?;
     let addr = socket.local_addr()?;
     Ok((socket, addr))

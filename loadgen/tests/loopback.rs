@@ -165,6 +165,8 @@ struct RelayTarget {
     capacity: usize,
     /// Drop all media in this window (a stall of the whole target).
     mute: Option<(Instant, Instant)>,
+    /// The legs' media addresses it was given.
+    peers: Mutex<Vec<SocketAddr>>,
 }
 
 impl Target for RelayTarget {
@@ -178,6 +180,7 @@ impl Target for RelayTarget {
     ) -> BoxFuture<'a, Result<Allocation, TargetError>> {
         Box::pin(async move {
             let handle = CallHandle(req.call_id.clone());
+            self.peers.lock().unwrap().extend([req.leg_a, req.leg_b]);
             if req.shared_codec {
                 return Ok(Allocation::Passthrough { handle });
             }
@@ -300,6 +303,27 @@ async fn a_mixed_run_measures_media_calls_and_counts_passthrough() {
     let page = html::render(&report);
     assert!(page.starts_with("<!DOCTYPE html>") && page.matches("<svg").count() >= 4);
     assert!(table::render(&report).contains("total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_binds_to_the_media_ip() {
+    let media = Arc::new(EncodedMedia::synthetic(2).unwrap());
+    let mut config = LoadConfig::new(Mode::Fixed {
+        calls: 2,
+        duration: Duration::from_millis(800),
+    });
+    config.quality_calls = 0;
+    // Another loopback address: the target must be told it, and send there.
+    config.media_ip = "127.0.0.2".parse().unwrap();
+    let target = RelayTarget::default();
+    let report = run_load(&target, media, &config, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
+    let peers = target.peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 4);
+    assert!(peers.iter().all(|p| p.ip() == config.media_ip), "{peers:?}");
+    assert!(report.total.received > 0);
+    assert_eq!(report.total.lost, 0, "{:?}", report.total);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
