@@ -349,6 +349,33 @@ async fn churn_replaces_ended_calls() {
     assert!(target.relays.lock().unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_against_a_full_target_still_ends_and_replaces_calls() {
+    let media = Arc::new(EncodedMedia::synthetic(2).unwrap());
+    let mode = Mode::Churn {
+        calls: 3,
+        duration: Duration::from_millis(1500),
+        min_call: Duration::from_millis(200),
+        max_call: Duration::from_millis(400),
+    };
+    let mut config = LoadConfig::new(mode);
+    config.quality_calls = 0;
+    config.drain = Duration::from_millis(50);
+    // Room for two of the three: the third is refused on every try.
+    let target = RelayTarget {
+        capacity: 2,
+        ..RelayTarget::default()
+    };
+    let report = run_load(&target, media, &config, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
+    let c = &report.calls;
+    assert!(c.refused > 0, "{c:?}");
+    // Calls of at most 0.4 s in a 1.5 s run: the admitted ones ended and were replaced.
+    assert!(c.transcoded > 2, "{c:?}");
+    assert!(target.relays.lock().unwrap().is_empty());
+}
+
 /// A ramp of 2 calls more every 600 ms, latency not part of its service level.
 fn small_ramp() -> (Arc<EncodedMedia>, LoadConfig) {
     let media = Arc::new(EncodedMedia::synthetic(3).unwrap());
