@@ -22,7 +22,7 @@ use crate::mos;
 use crate::pacer::{OutStream, Pacer, SendLog};
 use crate::quality::{self, PesqSummary, QualityJob};
 use crate::receiver::{Listen, Receivers, SharedStats};
-use crate::report::{CallCounts, Direction, RampOutcome, Report, TimelinePoint};
+use crate::report::{CallCounts, Direction, HostLoss, RampOutcome, Report, TimelinePoint};
 use crate::stats::{
     DELIVERY_BUCKET_US, LatencySummary, SendTimes, StreamExpectation, StreamStats, StreamSummary,
 };
@@ -156,6 +156,8 @@ pub(crate) struct Done {
     pub(crate) quality: Vec<QualityJob>,
     /// Delivered packets of finalized calls, by input send time.
     pub(crate) delivered: Vec<u64>,
+    /// Loss by the host that held the call, when the target names it.
+    pub(crate) per_host: std::collections::BTreeMap<String, HostLoss>,
 }
 
 pub(crate) struct Run<'a> {
@@ -425,6 +427,17 @@ impl Run<'_> {
         }
         let ab = summarize(&m.rx_b, &m.log_a, &mut self.done.lat_a_to_b);
         let ba = summarize(&m.rx_a, &m.log_b, &mut self.done.lat_b_to_a);
+        if let Some(host) = self.target.placement(&call.handle) {
+            let h = self.done.per_host.entry(host.clone()).or_insert(HostLoss {
+                host,
+                ..HostLoss::default()
+            });
+            h.calls += 1;
+            for (s, _) in ab.iter().chain(&ba) {
+                h.expected += s.expected;
+                h.lost += s.lost;
+            }
+        }
         // B hears what A sent (A's voice), A hears B's.
         let directions = [
             ("a_to_b", m.recv_b, ab, m.log_a.frames_sent(), m.track_a),
@@ -633,6 +646,7 @@ impl Run<'_> {
             impaired_rx,
             directions,
             total,
+            per_host: done.per_host.into_values().collect(),
             quality,
             cpu,
             cpu_pct_per_call,

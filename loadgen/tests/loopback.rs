@@ -227,6 +227,12 @@ impl Target for RelayTarget {
     fn held_frames(&self) -> u64 {
         0
     }
+
+    /// Two pretend hosts, by the call's last digit (0, 1 -> relay-0; 2, 3 -> relay-1; ...).
+    fn placement(&self, handle: &CallHandle) -> Option<String> {
+        let last = handle.0.bytes().last()?;
+        Some(format!("relay-{}", (last / 2) % 2))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,6 +277,12 @@ async fn a_mixed_run_measures_media_calls_and_counts_passthrough() {
     assert_eq!(t.lost, 0, "{t:?}");
     assert_eq!(t.violations.total(), 0, "{:?}", t.violations);
     assert_eq!(t.latency.samples, t.received);
+    // Per host: the media calls split over both, their figures summing to the total.
+    assert_eq!(report.per_host.len(), 2, "{:?}", report.per_host);
+    let calls: u64 = report.per_host.iter().map(|h| h.calls).sum();
+    let expected: u64 = report.per_host.iter().map(|h| h.expected).sum();
+    let lost: u64 = report.per_host.iter().map(|h| h.lost).sum();
+    assert_eq!((calls, expected, lost), (c.transcoded, t.expected, t.lost));
     assert!(
         report.mos > 4.0,
         "a clean loopback path rates high: {}",
@@ -303,6 +315,7 @@ async fn a_mixed_run_measures_media_calls_and_counts_passthrough() {
     let page = html::render(&report);
     assert!(page.starts_with("<!DOCTYPE html>") && page.matches("<svg").count() >= 4);
     assert!(table::render(&report).contains("total"));
+    assert!(table::render(&report).contains("loss per worker: relay-0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
