@@ -62,6 +62,13 @@ impl Net {
             loadgen: addr(1),
             hosts: Vec::new(),
         };
+        // Left by a run of the same pid that was killed before it could clean up (no process
+        // with this pid is running another test now).
+        let _ = ip(&["link", "del", &net.bridge]);
+        for name in names {
+            let _ = ip(&["netns", "del", &format!("bpn{tag}{name}")]);
+            let _ = ip(&["link", "del", &format!("bpv{tag}{name}")]);
+        }
         ip(&["link", "add", &net.bridge, "type", "bridge"])?;
         let cidr = format!("{}/24", net.loadgen);
         ip(&["addr", "add", &cidr, "dev", &net.bridge])?;
@@ -100,11 +107,17 @@ impl Net {
             .unwrap_or_else(|| panic!("no host {name}"))
     }
 
-    /// Starts `program` with `args` on host `name` (`ip netns exec` runs it in place: the
-    /// child's pid is the program's, so a kill reaches it).
+    /// Starts `program` with `args` on host `name` (`ip netns exec` and `setpriv` run it in
+    /// place: the child's pid is the program's, so a kill reaches it). With `setpriv` at hand
+    /// the program is killed when the spawning thread dies, so a test killed before its
+    /// teardown leaves no process behind.
     pub fn spawn(&self, name: &str, program: &Path, args: &[String]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.host(name).ns])
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.host(name).ns]);
+        if has_setpriv() {
+            command.args(["setpriv", "--pdeathsig", "KILL", "--"]);
+        }
+        command
             .arg(program)
             .args(args)
             .stdout(Stdio::null())
@@ -133,6 +146,17 @@ impl Drop for Net {
         }
         let _ = ip(&["link", "del", &self.bridge]);
     }
+}
+
+/// Whether util-linux's `setpriv` (with `--pdeathsig`) is installed.
+fn has_setpriv() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        Command::new("setpriv")
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--pdeathsig"))
+    })
 }
 
 /// Sends SIGTERM to a child (a drain, not a kill).
