@@ -1,6 +1,6 @@
 //! Command line: clap derive, every option also an environment variable `BRIDGEPOOL_LOADGEN_*`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -235,6 +235,11 @@ pub struct Common {
         default_value_t = 0
     )]
     pub jitter_fixed_delay_ms: u32,
+    /// Address the calls' media sockets bind to: the address the target sends media to. The
+    /// loopback default suits a target on this host; across hosts, this host's address on the
+    /// network the target reaches.
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_MEDIA_IP", default_value = "127.0.0.1")]
+    pub media_ip: IpAddr,
     /// Control request timeout.
     #[arg(long, env = "BRIDGEPOOL_LOADGEN_CONTROL_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub control_timeout: Duration,
@@ -449,6 +454,7 @@ impl Command {
         };
         config.seed = c.seed;
         config.drain = c.drain;
+        config.media_ip = c.media_ip;
         config
     }
 }

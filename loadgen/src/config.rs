@@ -1,5 +1,6 @@
 //! Library configuration of a load run (the CLI maps onto it).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bridgepool_codecs::g711::Law;
@@ -117,6 +118,13 @@ pub struct LoadConfig {
     /// Seeded network impairments per leg and direction.
     #[serde(default)]
     pub impairments: Impairments,
+    /// Address the calls' media sockets bind to (and the target is told to send to).
+    #[serde(default = "loopback")]
+    pub media_ip: IpAddr,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
 impl LoadConfig {
@@ -134,6 +142,7 @@ impl LoadConfig {
             seed: 1,
             drain: Duration::from_millis(300),
             impairments: Impairments::default(),
+            media_ip: loopback(),
         }
     }
 }

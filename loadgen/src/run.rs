@@ -6,7 +6,7 @@
 //! it sets calls up and tears them down one at a time (so a slow control plane slows the ramp
 //! instead of piling requests up), and samples counters every `sample_interval`.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +22,7 @@ use crate::mos;
 use crate::pacer::{OutStream, Pacer, SendLog};
 use crate::quality::{self, PesqSummary, QualityJob};
 use crate::receiver::{Listen, Receivers, SharedStats};
-use crate::report::{CallCounts, Direction, RampOutcome, Report, TimelinePoint};
+use crate::report::{CallCounts, Direction, HostLoss, RampOutcome, Report, TimelinePoint};
 use crate::stats::{
     DELIVERY_BUCKET_US, LatencySummary, SendTimes, StreamExpectation, StreamStats, StreamSummary,
 };
@@ -156,6 +156,8 @@ pub(crate) struct Done {
     pub(crate) quality: Vec<QualityJob>,
     /// Delivered packets of finalized calls, by input send time.
     pub(crate) delivered: Vec<u64>,
+    /// Loss by the host that held the call, when the target names it.
+    pub(crate) per_host: std::collections::BTreeMap<String, HostLoss>,
 }
 
 pub(crate) struct Run<'a> {
@@ -229,7 +231,8 @@ impl Run<'_> {
         // Spread evenly: exactly `share` of every run of calls, not a random draw.
         let share = self.config.passthrough_share;
         let shared = ((id + 1) as f64 * share).floor() > (id as f64 * share).floor();
-        let sockets = match (bind_leg(), bind_leg()) {
+        let ip = self.config.media_ip;
+        let sockets = match (bind_leg(ip), bind_leg(ip)) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
                 self.fail(format!("{call_id}: binding leg sockets: {e}"));
@@ -424,6 +427,17 @@ impl Run<'_> {
         }
         let ab = summarize(&m.rx_b, &m.log_a, &mut self.done.lat_a_to_b);
         let ba = summarize(&m.rx_a, &m.log_b, &mut self.done.lat_b_to_a);
+        if let Some(host) = self.target.placement(&call.handle) {
+            let h = self.done.per_host.entry(host.clone()).or_insert(HostLoss {
+                host,
+                ..HostLoss::default()
+            });
+            h.calls += 1;
+            for (s, _) in ab.iter().chain(&ba) {
+                h.expected += s.expected;
+                h.lost += s.lost;
+            }
+        }
         // B hears what A sent (A's voice), A hears B's.
         let directions = [
             ("a_to_b", m.recv_b, ab, m.log_a.frames_sent(), m.track_a),
@@ -632,6 +646,7 @@ impl Run<'_> {
             impaired_rx,
             directions,
             total,
+            per_host: done.per_host.into_values().collect(),
             quality,
             cpu,
             cpu_pct_per_call,
@@ -704,9 +719,10 @@ pub fn fmt_score(score: Option<f64>) -> String {
     score.map_or_else(|| "-".to_owned(), |s| format!("{s:.2}"))
 }
 
-/// Binds one leg's socket on loopback, non-blocking (shared by the pacer and the receiver).
-fn bind_leg() -> std::io::Result<(UdpSocket, SocketAddr)> {
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
+/// Binds one leg's socket on `ip` (`--media-ip`), non-blocking (shared by the pacer and the
+/// receiver).
+fn bind_leg(ip: IpAddr) -> std::io::Result<(UdpSocket, SocketAddr)> {
+    let socket = UdpSocket::bind((ip, 0))?;
     socket.set_nonblocking(true)?;
     let addr = socket.local_addr()?;
     Ok((socket, addr))

@@ -165,6 +165,8 @@ struct RelayTarget {
     capacity: usize,
     /// Drop all media in this window (a stall of the whole target).
     mute: Option<(Instant, Instant)>,
+    /// The legs' media addresses it was given.
+    peers: Mutex<Vec<SocketAddr>>,
 }
 
 impl Target for RelayTarget {
@@ -178,6 +180,7 @@ impl Target for RelayTarget {
     ) -> BoxFuture<'a, Result<Allocation, TargetError>> {
         Box::pin(async move {
             let handle = CallHandle(req.call_id.clone());
+            self.peers.lock().unwrap().extend([req.leg_a, req.leg_b]);
             if req.shared_codec {
                 return Ok(Allocation::Passthrough { handle });
             }
@@ -224,6 +227,12 @@ impl Target for RelayTarget {
     fn held_frames(&self) -> u64 {
         0
     }
+
+    /// Two pretend hosts, by the call's last digit (0, 1 -> relay-0; 2, 3 -> relay-1; ...).
+    fn placement(&self, handle: &CallHandle) -> Option<String> {
+        let last = handle.0.bytes().last()?;
+        Some(format!("relay-{}", (last / 2) % 2))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,6 +277,12 @@ async fn a_mixed_run_measures_media_calls_and_counts_passthrough() {
     assert_eq!(t.lost, 0, "{t:?}");
     assert_eq!(t.violations.total(), 0, "{:?}", t.violations);
     assert_eq!(t.latency.samples, t.received);
+    // Per host: the media calls split over both, their figures summing to the total.
+    assert_eq!(report.per_host.len(), 2, "{:?}", report.per_host);
+    let calls: u64 = report.per_host.iter().map(|h| h.calls).sum();
+    let expected: u64 = report.per_host.iter().map(|h| h.expected).sum();
+    let lost: u64 = report.per_host.iter().map(|h| h.lost).sum();
+    assert_eq!((calls, expected, lost), (c.transcoded, t.expected, t.lost));
     assert!(
         report.mos > 4.0,
         "a clean loopback path rates high: {}",
@@ -300,6 +315,28 @@ async fn a_mixed_run_measures_media_calls_and_counts_passthrough() {
     let page = html::render(&report);
     assert!(page.starts_with("<!DOCTYPE html>") && page.matches("<svg").count() >= 4);
     assert!(table::render(&report).contains("total"));
+    assert!(table::render(&report).contains("loss per worker: relay-0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_binds_to_the_media_ip() {
+    let media = Arc::new(EncodedMedia::synthetic(2).unwrap());
+    let mut config = LoadConfig::new(Mode::Fixed {
+        calls: 2,
+        duration: Duration::from_millis(800),
+    });
+    config.quality_calls = 0;
+    // Another loopback address: the target must be told it, and send there.
+    config.media_ip = "127.0.0.2".parse().unwrap();
+    let target = RelayTarget::default();
+    let report = run_load(&target, media, &config, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
+    let peers = target.peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 4);
+    assert!(peers.iter().all(|p| p.ip() == config.media_ip), "{peers:?}");
+    assert!(report.total.received > 0);
+    assert_eq!(report.total.lost, 0, "{:?}", report.total);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,6 +359,33 @@ async fn churn_replaces_ended_calls() {
     assert!(report.calls.attempted > 3, "{:?}", report.calls);
     assert_eq!(report.calls.peak_concurrent, 3);
     assert_eq!(report.total.violations.total(), 0);
+    assert!(target.relays.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_against_a_full_target_still_ends_and_replaces_calls() {
+    let media = Arc::new(EncodedMedia::synthetic(2).unwrap());
+    let mode = Mode::Churn {
+        calls: 3,
+        duration: Duration::from_millis(1500),
+        min_call: Duration::from_millis(200),
+        max_call: Duration::from_millis(400),
+    };
+    let mut config = LoadConfig::new(mode);
+    config.quality_calls = 0;
+    config.drain = Duration::from_millis(50);
+    // Room for two of the three: the third is refused on every try.
+    let target = RelayTarget {
+        capacity: 2,
+        ..RelayTarget::default()
+    };
+    let report = run_load(&target, media, &config, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
+    let c = &report.calls;
+    assert!(c.refused > 0, "{c:?}");
+    // Calls of at most 0.4 s in a 1.5 s run: the admitted ones ended and were replaced.
+    assert!(c.transcoded > 2, "{c:?}");
     assert!(target.relays.lock().unwrap().is_empty());
 }
 

@@ -29,7 +29,13 @@ impl Run<'_> {
                 let call = self.active.swap_remove(i);
                 self.end_call(call);
             }
-            while self.active.len() < calls && Instant::now() < end {
+            // One try per missing call a pass: a refused call is tried again next pass, so a
+            // full target never keeps this loop from ending the calls that are due.
+            let missing = calls.saturating_sub(self.active.len());
+            for _ in 0..missing {
+                if Instant::now() >= end {
+                    break;
+                }
                 let length = Duration::from_secs_f64(
                     self.rng.random_range(lo.as_secs_f64()..=hi.as_secs_f64()),
                 );

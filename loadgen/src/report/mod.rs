@@ -112,6 +112,30 @@ pub struct Direction {
     pub pesq: PesqSummary,
 }
 
+/// Loss of the calls one host (a worker) held.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostLoss {
+    /// The host (worker id).
+    pub host: String,
+    /// Media calls it held.
+    pub calls: u64,
+    /// Packets that should have arrived, both directions.
+    pub expected: u64,
+    /// Packets that did not.
+    pub lost: u64,
+}
+
+impl HostLoss {
+    /// Lost over expected, percent.
+    pub fn loss_pct(&self) -> f64 {
+        if self.expected == 0 {
+            0.0
+        } else {
+            100.0 * self.lost as f64 / self.expected as f64
+        }
+    }
+}
+
 /// A load run's result.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -129,6 +153,9 @@ pub struct Report {
     pub directions: Vec<Direction>,
     /// Both directions summed.
     pub total: StreamSummary,
+    /// Loss per host that held calls, when the target names it (bridgepool's workers).
+    #[serde(default)]
+    pub per_host: Vec<HostLoss>,
     /// MOS estimated from loss, jitter and latency over both directions (E-model).
     pub mos: f64,
     /// What the load was (voices, clients, mix).

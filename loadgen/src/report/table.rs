@@ -128,6 +128,23 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    if !r.per_host.is_empty() {
+        let hosts: Vec<String> = r
+            .per_host
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {} calls, {} of {} lost ({:.3} %)",
+                    h.host,
+                    h.calls,
+                    h.lost,
+                    h.expected,
+                    h.loss_pct()
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "loss per worker: {}", hosts.join("; "));
+    }
     let v = &r.total.violations;
     if v.total() > 0 || r.total.silent_streams > 0 {
         let _ = writeln!(

@@ -136,6 +136,14 @@ impl Target for BridgepoolTarget {
         "bridgepool"
     }
 
+    /// Session ids are `<worker>/<local id>`.
+    fn placement(&self, handle: &CallHandle) -> Option<String> {
+        handle
+            .0
+            .split_once('/')
+            .map(|(worker, _)| worker.to_owned())
+    }
+
     fn allocate<'a>(
         &'a self,
         req: &'a CallRequest,

@@ -123,4 +123,10 @@ pub trait Target: Send + Sync {
     /// Frames per stream the target is known to keep at the end of a stream (an encoder's
     /// look-ahead): not counted as loss.
     fn held_frames(&self) -> u64;
+
+    /// The host holding a call, when the target names it (bridgepool: the worker in the session
+    /// id), so loss is reported per host too.
+    fn placement(&self, _handle: &CallHandle) -> Option<String> {
+        None
+    }
 }

@@ -2,6 +2,7 @@
 //! and their sockets. The control plane talks to a thread through a command queue and a waker;
 //! nothing on the packet path is shared between threads.
 
+mod budget;
 mod calibrate;
 mod command;
 mod latch;

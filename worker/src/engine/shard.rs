@@ -18,6 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::budget::Budget;
 use super::command::{
     Command, EngineEvent, EngineEventKind, JobInfo, JobName, SessionChange, SessionId,
     SessionSnapshot, Subject,
@@ -43,6 +44,8 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Media a single packet stands for when a leg's talk time is tallied (one usual ptime).
 const PACKET_TALK: Duration = Duration::from_millis(20);
+/// Packet time a one-way job's budget counts (the relay forwards what the client sends).
+const JOB_PTIME: Duration = Duration::from_millis(20);
 
 struct LegIo {
     rtp: UdpSocket,
@@ -51,6 +54,8 @@ struct LegIo {
     rtcp_latch: Latch,
     /// The peer sent RTCP on the RTP port (RFC 5761): we answer there too.
     rtcp_mux: bool,
+    /// What the latched peer may send, both ports together (a flood costs this call only).
+    budget: Budget,
     /// Dropped after the sockets (field order), returning the ports.
     _lease: PortLease,
 }
@@ -85,6 +90,10 @@ struct JobEntry {
     latched: Option<SocketAddr>,
     /// Datagrams from other sources, dropped.
     foreign: u64,
+    /// What the latched relay may send (the job's input ptime is not signalled: 20 ms counted).
+    budget: Budget,
+    /// Datagrams from the latched source beyond the budget, dropped.
+    over_budget: u64,
     job: Box<OneWay>,
     kind: JobKind,
     /// Calibrated cost it holds in `reserved_ppm`.
@@ -97,7 +106,7 @@ struct JobEntry {
 impl JobEntry {
     fn info(&self) -> JobInfo {
         let mut stats = self.job.stats();
-        stats.errors += self.foreign;
+        stats.errors += self.foreign + self.over_budget;
         JobInfo {
             name: self.name.clone(),
             local: self.local,
@@ -519,6 +528,12 @@ impl Shard {
         if !latch.accept(now, source) {
             entry.session.count_drop(leg, DropReason::ForeignSource);
             self.counters.dropped(DropReason::ForeignSource);
+            return;
+        }
+        // After the latch: a foreign flood must not spend the real peer's budget.
+        if !io.budget.spend(now) {
+            entry.session.count_drop(leg, DropReason::OverBudget);
+            self.counters.dropped(DropReason::OverBudget);
             return;
         }
         if is_rtcp && channel == Channel::Rtp {
@@ -944,6 +959,8 @@ impl Shard {
             destination,
             latched: None,
             foreign: 0,
+            budget: Budget::new(Instant::now(), JOB_PTIME),
+            over_budget: 0,
             job,
             kind,
             cost,
@@ -998,6 +1015,11 @@ impl Shard {
                 self.counters.packets_in[leg].fetch_add(1, Ordering::Relaxed);
                 if !entry.accept(meta.addr) {
                     self.counters.dropped(DropReason::ForeignSource);
+                    continue;
+                }
+                if !entry.budget.spend(now) {
+                    entry.over_budget += 1;
+                    self.counters.dropped(DropReason::OverBudget);
                     continue;
                 }
                 if !bridgepool_codecs::rtp::is_rtcp(datagram) {
@@ -1076,6 +1098,7 @@ impl Shard {
             self.entries.len() - 1
         });
         let window = self.config.latch_window;
+        let ptimes = [session.config().leg_a.ptime, session.config().leg_b.ptime];
         let [pa, pb] = ports;
         let mut legs = Vec::with_capacity(2);
         for (i, (pair, remote)) in [(pa, remotes[0]), (pb, remotes[1])].into_iter().enumerate() {
@@ -1099,6 +1122,7 @@ impl Shard {
                 rtp_latch: Latch::new(now, window, remote),
                 rtcp_latch: Latch::new(now, window, rtcp_remote),
                 rtcp_mux: false,
+                budget: Budget::new(now, ptimes[i]),
                 _lease: lease,
             });
         }
@@ -1149,6 +1173,11 @@ impl Shard {
             && let Err(e) = entry.session.update(now, config)
         {
             return Some(Err(e.to_string()));
+        }
+        let config = entry.session.config();
+        let ptimes = [config.leg_a.ptime, config.leg_b.ptime];
+        for (io, ptime) in entry.legs.iter_mut().zip(ptimes) {
+            io.budget.set_ptime(ptime);
         }
         entry.cost = entry.cost.saturating_add_signed(cost_delta);
         if cost_delta < 0 {

@@ -24,11 +24,14 @@ pub enum DropReason {
     Inactive,
     /// From a source other than the leg's latched peer (counted by the driver).
     ForeignSource,
+    /// From the latched peer, but beyond the leg's packet budget (a flood; counted by the
+    /// driver, before anything is decoded).
+    OverBudget,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (the index of each in [`DropCounts`]).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Malformed,
         Self::PayloadType,
         Self::Duplicate,
@@ -38,6 +41,7 @@ impl DropReason {
         Self::RtcpMalformed,
         Self::Inactive,
         Self::ForeignSource,
+        Self::OverBudget,
     ];
 
     /// The label used in metrics.
@@ -52,6 +56,7 @@ impl DropReason {
             Self::RtcpMalformed => "rtcp_malformed",
             Self::Inactive => "inactive",
             Self::ForeignSource => "foreign_source",
+            Self::OverBudget => "over_budget",
         }
     }
 
@@ -175,6 +180,6 @@ mod tests {
         assert_eq!(d.get(DropReason::Late), 2);
         assert_eq!(d.get(DropReason::Malformed), 1);
         assert_eq!(d.total(), 3);
-        assert_eq!(DropReason::ForeignSource.index(), DropReason::ALL.len() - 1);
+        assert_eq!(DropReason::OverBudget.index(), DropReason::ALL.len() - 1);
     }
 }

@@ -1,0 +1,178 @@
+//! The per-leg media budget on the real worker binary over real UDP (issue 15, item 5): one
+//! call's latched peer floods its port with valid RTP at ten times the packet rate; the other
+//! calls on the same core lose nothing, and the flood beyond the budget is dropped before
+//! decoding and counted (`reason="over_budget"`) against that call alone. Waits are bounded
+//! polls for a state, never timed assertions.
+
+// Tests stand outside the session: they may read the clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use bridgepool_codecs::g711::Law;
+use bridgepool_codecs::rtp::RtpPacket;
+use bridgepool_proto::v1;
+use common::*;
+
+mod proc;
+use proc::{client, local, request, scrape};
+
+/// Seconds of talk.
+const SECONDS: usize = 4;
+/// Packets each neighbour sends (20 ms each).
+const PACKETS: usize = SECONDS * 50;
+/// The flooder's packets per neighbour packet.
+const FLOOD: usize = 10;
+/// What the budget lets through in `SECONDS`: three times the 20 ms rate plus a 75-packet burst,
+/// with room for the test's own pacing slipping.
+const ALLOWED: u64 = (SECONDS * 150 + 75 + 60) as u64;
+
+struct Call {
+    id: String,
+    peer_a: UdpSocket,
+    peer_b: UdpSocket,
+    local_a: SocketAddr,
+}
+
+/// Both legs' figures of a session.
+async fn legs(c: &mut WorkerClient, id: &str) -> (v1::LegStats, v1::LegStats) {
+    let s = c
+        .get_session(v1::GetSessionRequest {
+            session_id: id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (s.leg_a.unwrap(), s.leg_b.unwrap())
+}
+
+type WorkerClient = bridgepool_proto::v1::worker_client::WorkerClient<tonic::transport::Channel>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_peer_costs_its_own_call_only() {
+    let w = proc::spawn(
+        47_800,
+        100,
+        "w-flood",
+        &["--session-cost", "0.05", "--live-cost", "false"],
+        &[],
+    );
+    let mut c = client(&w).await;
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        let peer_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer_b.set_nonblocking(true).unwrap();
+        let r = c
+            .create_session(request(
+                &format!("call-{i}"),
+                Some(peer_a.local_addr().unwrap()),
+                Some(peer_b.local_addr().unwrap()),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        calls.push(Call {
+            id: r.session_id,
+            peer_a,
+            peer_b,
+            local_a: local(&r.leg_a_local),
+        });
+    }
+    let victim = 1;
+
+    // Every 2 ms the victim's own peer sends the next packet of a valid stream (fresh sequence
+    // numbers and timestamps, real speech: each would be decoded); every 20 ms the neighbours
+    // send theirs.
+    let speech = speech_for(SECONDS * FLOOD);
+    let flood = g711_stream(Law::Ulaw, 0, &speech, 20, 0xf100d, 1, 160);
+    let normal = g711_stream(Law::Ulaw, 0, &speech_for(SECONDS), 20, 0x1111, 1, 160);
+    assert_eq!(flood.len(), PACKETS * FLOOD);
+    let start = Instant::now();
+    for (i, p) in flood.iter().enumerate() {
+        let at = Duration::from_micros(2_000 * i as u64);
+        while start.elapsed() < at {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let v = &calls[victim];
+        v.peer_a.send_to(&p.bytes, v.local_a).unwrap();
+        if i % FLOOD == 0 {
+            for (n, call) in calls.iter().enumerate() {
+                if n != victim {
+                    call.peer_a
+                        .send_to(&normal[i / FLOOD].bytes, call.local_a)
+                        .unwrap();
+                }
+            }
+        }
+    }
+
+    // The neighbours: every packet received and used, every output packet in sequence.
+    for n in [0, 2] {
+        let call = &calls[n];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (a, _) = loop {
+            let s = legs(&mut c, &call.id).await;
+            if s.0.packets_in >= PACKETS as u64 || Instant::now() > deadline {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(a.packets_in, PACKETS as u64, "call {n}: {a:?}");
+        assert_eq!(a.packets_dropped, 0, "call {n}: {a:?}");
+        assert_eq!(a.packets_lost, 0, "call {n}: {a:?}");
+        let mut seqs = Vec::new();
+        let mut buf = [0u8; 1500];
+        while let Ok(len) = call.peer_b.recv(&mut buf) {
+            if let Ok(p) = RtpPacket::parse(&buf[..len])
+                && p.payload_type() == 111
+            {
+                seqs.push(p.sequence_number());
+            }
+        }
+        assert!(
+            seqs.len() >= PACKETS - 5,
+            "call {n}: {} packets",
+            seqs.len()
+        );
+        for pair in seqs.windows(2) {
+            assert_eq!(pair[1], pair[0].wrapping_add(1), "call {n}: a gap");
+        }
+    }
+
+    // The victim: held to its budget, the rest dropped and counted against it; not cut off.
+    let sent = (PACKETS * FLOOD) as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let over = loop {
+        let over = scrape(
+            &w,
+            "bridgepool_worker_packets_dropped_total{reason=\"over_budget\"}",
+        )
+        .await as u64;
+        let (a, _) = legs(&mut c, &calls[victim].id).await;
+        if a.packets_in + a.packets_dropped >= sent || Instant::now() > deadline {
+            break over;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (a, _) = legs(&mut c, &calls[victim].id).await;
+    assert!(over >= sent - ALLOWED, "{over} of {sent} over budget");
+    assert!(
+        a.packets_dropped >= over,
+        "the victim's own stats hold its drops: {a:?}"
+    );
+    assert!(
+        a.packets_in >= (SECONDS * 100) as u64,
+        "the flooded call still carries media: {a:?}"
+    );
+    assert!(a.packets_in <= ALLOWED, "{a:?}");
+    println!(
+        "FIGURE flood: {sent} packets in {SECONDS} s from the latched peer, {} accepted, {over} \
+         dropped over budget; neighbours lost 0 of {}",
+        a.packets_in,
+        2 * PACKETS
+    );
+}
