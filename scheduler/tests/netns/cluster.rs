@@ -155,6 +155,12 @@ impl Cluster {
         &mut self.worker(name).as_mut().expect("running").0
     }
 
+    /// Starts worker `name` again on the same host and address (a deploy's new version).
+    pub fn restart_worker(&mut self, name: &str) {
+        let i = WORKERS.iter().position(|w| *w == name).expect("a worker");
+        self.workers[i] = Some(self.spawn_worker(i));
+    }
+
     /// Kills replica `name` (SIGKILL).
     pub fn kill_scheduler(&mut self, name: &str) {
         let i = SCHEDULERS
