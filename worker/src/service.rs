@@ -151,6 +151,18 @@ fn parse_id(id: &str) -> Result<SessionId, Status> {
     })
 }
 
+/// A scheduler's signalling state is kept in memory for the session's life: bounded.
+fn check_signalling(s: &[u8]) -> Result<(), Status> {
+    let max = bridgepool_proto::limits::MAX_SIGNALLING;
+    if s.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "signalling state of {} bytes is over the {max}-byte limit",
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
 fn snapshot_to_wire(s: &SessionSnapshot) -> (v1::LegStats, v1::LegStats) {
     (
         convert::leg_stats(&s.leg_a, s.mos_a),
@@ -214,6 +226,7 @@ impl Worker for WorkerService {
                 )));
             }
             let mode = convert::session_mode(req.mode).map_err(Status::invalid_argument)?;
+            check_signalling(&req.signalling)?;
             let (a, b) = (req.leg_a.as_ref(), req.leg_b.as_ref());
             if mode == Mode::Transcode {
                 a.ok_or_else(|| Status::invalid_argument("leg_a (the G.711 leg) is required"))?;
@@ -267,6 +280,7 @@ impl Worker for WorkerService {
                     core: created.core,
                     codec_a: codecs.a,
                     codec_b: codecs.b,
+                    signalling: req.signalling,
                 },
             );
             // Directions and hold apply at once.
@@ -300,6 +314,9 @@ impl Worker for WorkerService {
             let id = parse_id(&req.session_id)?;
             let not_found = || Status::not_found(format!("no session {}", req.session_id));
             let record = state.sessions.get(id).ok_or_else(not_found)?;
+            if let Some(s) = &req.signalling {
+                check_signalling(s)?;
+            }
             let asked = req
                 .mode
                 .map(convert::session_mode)
@@ -351,6 +368,9 @@ impl Worker for WorkerService {
                         r.codec_b = codecs.b;
                         if !req.to_tag.is_empty() {
                             r.to_tag = req.to_tag.clone();
+                        }
+                        if let Some(s) = req.signalling {
+                            r.signalling = s;
                         }
                     });
                     Ok(Response::new(v1::UpdateSessionResponse {}))
@@ -463,6 +483,7 @@ impl Worker for WorkerService {
                 core: r.core as u32,
                 leg_a: Some(leg_a),
                 leg_b: Some(leg_b),
+                signalling: r.signalling,
             });
         }
         Ok(Response::new(v1::FindSessionsResponse { sessions }))

@@ -1,8 +1,9 @@
 //! The calls of the offer/answer front door: one worker session per call-id, placed like the
-//! Scheduler's sessions, with a local index (call-id -> worker, session, the last offer) and, on
-//! an index miss, `FindSessions` across the live workers, so any replica can delete or query a
-//! call another one created.
-
+//! Scheduler's sessions. The call's signalling state lives with its session on the worker
+//! ([`super::state`]); a replica reads it back with `FindSessions` before every answer, re-offer,
+//! query and delete, so any replica serves any call and none serves a stale copy. The local
+//! index only remembers where calls this replica touched are, to ask that one worker first.
+//!
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -105,10 +106,10 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A session found on a worker (the local index's entry, or `FindSessions`' answer).
+/// A session found on a worker (`FindSessions`' answer).
 #[derive(Debug, Clone)]
 pub struct Found {
-    /// The call as known (`None` when only a worker knew it: another replica created it).
+    /// The call's signalling state (`None` for a session without one: the gRPC Scheduler's).
     pub call: Option<Call>,
     /// The worker and its local session id.
     pub worker: Arc<str>,
@@ -122,7 +123,8 @@ pub struct Found {
 pub struct CallPool {
     state: Arc<SchedulerState>,
     rng: Mutex<StdRng>,
-    calls: Mutex<HashMap<String, Call>>,
+    /// Call-id -> the worker this replica last used for it: a hint, checked at every use.
+    calls: Mutex<HashMap<String, Arc<str>>>,
 }
 
 fn address(a: Option<&v1::MediaAddress>) -> Option<SocketAddr> {
@@ -143,7 +145,7 @@ impl CallPool {
         }
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -151,17 +153,27 @@ impl CallPool {
         self.state.worker_timeout.min(WORKER_TIMEOUT)
     }
 
-    /// The call under `call_id`, if this replica knows it.
-    pub fn get(&self, call_id: &str) -> Option<Call> {
-        self.index().get(call_id).cloned()
+    /// The call under `call_id` as its worker holds it now. The worker this replica last used
+    /// for it is asked first; every live worker when there is none (`anywhere`) or it no longer
+    /// has the call. `None` creates no state anywhere.
+    pub async fn load(&self, call_id: &str, anywhere: bool) -> Option<Call> {
+        let found = self.find_from(call_id, anywhere).await;
+        // Two sessions under one call-id (an offer retried on another node after a timeout): the
+        // one signalled last carries the call.
+        let call = found
+            .into_iter()
+            .filter_map(|f| f.call)
+            .max_by_key(|c| (c.last_signal, c.created))?;
+        self.remember(call_id, &call);
+        Some(call)
     }
 
-    /// Stores (or replaces) a call.
-    pub fn put(&self, call_id: &str, call: Call) {
-        self.index().insert(call_id.to_owned(), call);
+    /// Notes where `call` is, for the next message of the call.
+    pub fn remember(&self, call_id: &str, call: &Call) {
+        self.index().insert(call_id.to_owned(), call.worker.clone());
     }
 
-    /// Calls this replica knows.
+    /// Calls this replica knows where to find.
     pub fn len(&self) -> usize {
         self.index().len()
     }
@@ -188,13 +200,14 @@ impl CallPool {
         Ok((worker, created))
     }
 
-    /// Sends an update to the call's worker.
+    /// Sends an update to the call's worker, with `call` as the state it keeps from now on.
     pub async fn update(
         &self,
         call: &Call,
         mut request: v1::UpdateSessionRequest,
     ) -> Result<(), tonic::Status> {
         request.session_id.clone_from(&call.session_id);
+        request.signalling = Some(super::state::encode(call));
         let endpoint = self
             .state
             .registry()
@@ -223,23 +236,38 @@ impl CallPool {
         all
     }
 
-    /// The call's sessions: from the index, else from every live worker's `FindSessions`.
+    /// The call's sessions: from the worker this replica last used for it, else (or when that
+    /// one has none) from every live worker's `FindSessions`.
     pub async fn find(&self, call_id: &str) -> Vec<Found> {
-        if let Some(call) = self.get(call_id) {
-            return vec![Found {
-                worker: call.worker.clone(),
-                session_id: call.session_id.clone(),
-                tags: (
-                    call.from_tag.clone(),
-                    call.to_tag.clone().unwrap_or_default(),
-                ),
-                call: Some(call),
-            }];
+        self.find_from(call_id, true).await
+    }
+
+    async fn find_from(&self, call_id: &str, anywhere: bool) -> Vec<Found> {
+        let hint = self.index().get(call_id).cloned();
+        if let Some(worker) = &hint {
+            let first: Vec<_> = self
+                .targets(Some(worker))
+                .into_iter()
+                .filter(|(id, _)| id == worker)
+                .collect();
+            let found = self.ask(call_id, first).await;
+            if !found.is_empty() {
+                return found;
+            }
+            // Ended there (timeout, delete by another replica) or the worker is gone.
+            self.index().remove(call_id);
         }
-        // Every live worker at once: one by one, a replica that never saw the call (or a relay's
-        // transform job under the same name) would pay a round trip per worker.
+        if !anywhere && hint.is_none() {
+            return Vec::new();
+        }
+        self.ask(call_id, self.targets(None)).await
+    }
+
+    /// `FindSessions` on `targets` at once: one by one, a replica that never saw the call (or a
+    /// relay's transform job under the same name) would pay a round trip per worker.
+    async fn ask(&self, call_id: &str, targets: Vec<(Arc<str>, String)>) -> Vec<Found> {
         let mut asks = tokio::task::JoinSet::new();
-        for (worker, endpoint) in self.targets(None) {
+        for (worker, endpoint) in targets {
             let Ok(mut client) = self.state.client(&endpoint) else {
                 continue;
             };
@@ -258,7 +286,7 @@ impl CallPool {
             };
             for s in r.into_inner().sessions {
                 found.push(Found {
-                    call: None,
+                    call: super::state::decode(worker.clone(), &s),
                     worker: worker.clone(),
                     session_id: s.session_id,
                     tags: (s.from_tag, s.to_tag),

@@ -17,6 +17,7 @@ mod offer;
 pub mod pairs;
 mod place;
 pub mod pool;
+mod state;
 mod stats;
 
 use std::future::Future as _;
