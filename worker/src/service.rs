@@ -151,6 +151,20 @@ fn parse_id(id: &str) -> Result<SessionId, Status> {
     })
 }
 
+/// Ends session `id` `seconds` from now, as DeleteSession would. The timer lives in the worker,
+/// not in the scheduler replica that asked: a replica that goes away meanwhile leaves nothing.
+fn end_later(state: &Arc<WorkerState>, id: SessionId, seconds: u32) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await;
+        if let Some(snapshot) = state.engine.delete(id).await {
+            state.forget(id);
+            state.counters.ended(snapshot.ended, &snapshot);
+            tracing::info!(session = %format!("{id:x}"), "session ended: its planned end came");
+        }
+    });
+}
+
 /// A scheduler's signalling state is kept in memory for the session's life: bounded.
 fn check_signalling(s: &[u8]) -> Result<(), Status> {
     let max = bridgepool_proto::limits::MAX_SIGNALLING;
@@ -373,6 +387,9 @@ impl Worker for WorkerService {
                             r.signalling = s;
                         }
                     });
+                    if let Some(seconds) = req.end_in_seconds {
+                        end_later(&state, id, seconds.min(3600));
+                    }
                     Ok(Response::new(v1::UpdateSessionResponse {}))
                 }
                 Some(Err(e @ UpdateError::NoHeadroom { .. })) => {

@@ -21,6 +21,9 @@ use super::pool::PlaceError;
 use crate::registry::WorkerState;
 use crate::service::SchedulerState;
 
+/// rtpengine's default `delete-delay`: a deleted call is kept this long, its media stopped.
+pub const DEFAULT_DELETE_DELAY: u32 = 30;
+
 /// A worker call on the offer/answer path; Kamailio waits 1 s per try and blocks a SIP worker.
 const WORKER_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -117,6 +120,8 @@ pub struct Found {
     pub session_id: String,
     /// Tags the worker holds.
     pub tags: (String, String),
+    /// Leg A's and leg B's figures when it was found.
+    pub figures: (v1::LegStats, v1::LegStats),
 }
 
 /// Worker calls and the index of the offer/answer calls.
@@ -125,6 +130,28 @@ pub struct CallPool {
     rng: Mutex<StdRng>,
     /// Call-id -> the worker this replica last used for it: a hint, checked at every use.
     calls: Mutex<HashMap<String, Arc<str>>>,
+    /// Seconds a deleted call is kept when the delete names no delay.
+    delete_delay: u32,
+}
+
+/// The update that stops a deleted call's media (both legs inactive, remotes and codecs kept;
+/// relayed, so the session holds only the relay cost) and ends it `delay` seconds later.
+fn stopped(session_id: &str, delay: u32) -> v1::UpdateSessionRequest {
+    let inactive = v1::Direction::Inactive as i32;
+    v1::UpdateSessionRequest {
+        session_id: session_id.to_owned(),
+        leg_a: Some(v1::G711Leg {
+            direction: inactive,
+            ..Default::default()
+        }),
+        leg_b: Some(v1::OpusLeg {
+            direction: inactive,
+            ..Default::default()
+        }),
+        mode: Some(v1::SessionMode::Passthrough as i32),
+        end_in_seconds: Some(delay),
+        ..Default::default()
+    }
 }
 
 fn address(a: Option<&v1::MediaAddress>) -> Option<SocketAddr> {
@@ -142,7 +169,18 @@ impl CallPool {
             state,
             rng: Mutex::new(StdRng::from_os_rng()),
             calls: Mutex::new(HashMap::new()),
+            delete_delay: DEFAULT_DELETE_DELAY,
         }
+    }
+
+    /// Sets the delay of a delete that names none.
+    pub fn set_delete_delay(&mut self, seconds: u32) {
+        self.delete_delay = seconds;
+    }
+
+    /// The delay of a delete that names none.
+    pub fn delete_delay(&self) -> u32 {
+        self.delete_delay
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
@@ -288,6 +326,7 @@ impl CallPool {
                 found.push(Found {
                     call: super::state::decode(worker.clone(), &s),
                     worker: worker.clone(),
+                    figures: (s.leg_a.unwrap_or_default(), s.leg_b.unwrap_or_default()),
                     session_id: s.session_id,
                     tags: (s.from_tag, s.to_tag),
                 });
@@ -296,11 +335,27 @@ impl CallPool {
         found
     }
 
-    /// Deletes the call's sessions wherever they are; returns them with their final figures.
-    pub async fn delete(&self, call_id: &str) -> Vec<(Found, v1::DeleteSessionResponse)> {
+    /// Deletes the call's sessions wherever they are; returns them with their figures. With a
+    /// `delay` (seconds) each session's media stops now (both legs inactive, relayed, so it
+    /// holds only the relay cost) and its worker ends it `delay` seconds later: late signalling
+    /// still finds the call meanwhile, as rtpengine's delete-delay keeps it. With a `branch`
+    /// (a to-tag) only a call in dialogue with that tag is deleted: another branch of a forked
+    /// call, which this call did not take, leaves it alone.
+    pub async fn delete(
+        &self,
+        call_id: &str,
+        delay: u32,
+        branch: Option<&str>,
+    ) -> Vec<(Found, v1::DeleteSessionResponse)> {
         let found = self.find(call_id).await;
         let mut out = Vec::new();
         for f in found {
+            if let (Some(tag), Some(call)) = (branch, &f.call)
+                && call.from_tag != tag
+                && call.to_tag.as_deref().is_some_and(|t| t != tag)
+            {
+                continue;
+            }
             let Some((_, endpoint)) = self
                 .targets(Some(&f.worker))
                 .into_iter()
@@ -311,6 +366,22 @@ impl CallPool {
             let Ok(mut client) = self.state.client(&endpoint) else {
                 continue;
             };
+            if delay > 0 {
+                // Media stopped now, the end planned on the worker; the figures are those
+                // FindSessions just gave.
+                let mut stop = Request::new(stopped(&f.session_id, delay));
+                stop.set_timeout(self.timeout());
+                if client.update_session(stop).await.is_ok() {
+                    let (leg_a, leg_b) = f.figures.clone();
+                    let r = v1::DeleteSessionResponse {
+                        already_deleted: false,
+                        leg_a: Some(leg_a),
+                        leg_b: Some(leg_b),
+                    };
+                    out.push((f, r));
+                }
+                continue;
+            }
             let mut req = Request::new(v1::DeleteSessionRequest {
                 session_id: f.session_id.clone(),
             });
@@ -323,7 +394,9 @@ impl CallPool {
                 }
             }
         }
-        self.index().remove(call_id);
+        if delay == 0 && !out.is_empty() {
+            self.index().remove(call_id);
+        }
         out
     }
 

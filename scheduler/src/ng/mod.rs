@@ -128,6 +128,14 @@ impl NgServer {
         self
     }
 
+    /// Keeps an offer/answer call `seconds` after a `delete` that names no `delete delay`
+    /// (rtpengine's default, 30, when not called).
+    #[must_use]
+    pub fn with_delete_delay(mut self, seconds: u32) -> Self {
+        self.calls.set_delete_delay(seconds);
+        self
+    }
+
     /// Whether a datagram from `from` is within its source's rate.
     fn within_rate(&self, from: SocketAddr) -> bool {
         let Some(limiter) = &self.limiter else {

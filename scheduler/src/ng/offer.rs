@@ -279,6 +279,20 @@ async fn reoffer(
     Ok(reply::ok().with("sdp", sdp))
 }
 
+/// The `set` operations an answer applies: those of the offer it answers (where rtpengine's
+/// maintainers advise codec options), then its own, which win.
+fn settings(call: &Call, pending: &PendingOffer, req: &SdpRequest) -> CodecOps {
+    let offered = call
+        .ops
+        .iter()
+        .filter(|(t, _)| *t == pending.offerer_tag)
+        .flat_map(|(_, o)| o.set.iter().cloned());
+    CodecOps {
+        set: offered.chain(req.codec.set.iter().cloned()).collect(),
+        ..CodecOps::default()
+    }
+}
+
 /// `answer`.
 pub(super) async fn answer(calls: &CallPool, body: &Dict) -> Dict {
     let req = match SdpRequest::from_body(body) {
@@ -318,14 +332,24 @@ pub(super) async fn answer(calls: &CallPool, body: &Dict) -> Dict {
             offerer_dtmf,
             answerer_dtmf,
         } => {
+            // `set` tunes the Opus we encode.
+            let set = settings(&call, &pending, &req);
             let (a, b) = match answerer_leg {
                 Leg::A => (
                     g711_leg(Some(&answerer), Some(answered), answerer_dtmf.as_ref()),
-                    opus_leg(Some(&pending.offerer), Some(offerer), offerer_dtmf.as_ref()),
+                    opus_leg(
+                        Some(&pending.offerer),
+                        Some(&set.set_on(offerer)),
+                        offerer_dtmf.as_ref(),
+                    ),
                 ),
                 Leg::B => (
                     g711_leg(Some(&pending.offerer), Some(offerer), offerer_dtmf.as_ref()),
-                    opus_leg(Some(&answerer), Some(answered), answerer_dtmf.as_ref()),
+                    opus_leg(
+                        Some(&answerer),
+                        Some(&set.set_on(answered)),
+                        answerer_dtmf.as_ref(),
+                    ),
                 ),
             };
             v1::UpdateSessionRequest {

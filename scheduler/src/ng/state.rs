@@ -88,6 +88,7 @@ fn specs_to_wire(specs: &[CodecSpec]) -> Vec<v1::NgCodecSpec> {
             clock_rate: s.clock_rate,
             channels: s.channels.map(u32::from),
             fmtp: s.fmtp.clone(),
+            bitrate: s.bitrate,
         })
         .collect()
 }
@@ -99,6 +100,7 @@ fn specs_from_wire(specs: &[v1::NgCodecSpec]) -> Vec<CodecSpec> {
             name: s.name.clone(),
             clock_rate: s.clock_rate,
             channels: s.channels.and_then(|c| u8::try_from(c).ok()),
+            bitrate: s.bitrate,
             fmtp: s.fmtp.clone(),
         })
         .collect()
@@ -235,6 +237,7 @@ mod tests {
         ops.push("mask", "all");
         ops.push("transcode", "opus/48000/2///useinbandfec--1;stereo--0");
         ops.push("strip", "PCMA/8000");
+        ops.push("set", "opus/48000/2/12000");
         Call {
             worker: Arc::from("w1"),
             session_id: "1f".into(),

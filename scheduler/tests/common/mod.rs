@@ -101,6 +101,8 @@ impl Replica {
                 .args(["--grpc-listen", &self.grpc.to_string()])
                 .args(["--metrics-listen", &self.metrics.to_string()])
                 .args(["--log", "warn"])
+                // Deleted calls end at once: the tests look at their teardown.
+                .args(["--ng-delete-delay", "0"])
                 .env("BRIDGEPOOL_NG_LISTEN", self.ng.to_string())
                 .stdout(Stdio::null())
                 .spawn()
