@@ -91,6 +91,9 @@ fn tone(n: usize, step: f32) -> Vec<i16> {
         .collect()
 }
 
+/// RTP datagrams received, as (payload type, payload).
+type Received = Vec<(u8, Vec<u8>)>;
+
 /// 40 packets each way, 20 ms apart, from packet `from` of each stream on (a re-INVITE does not
 /// restart a stream): PCMU from `a` to `to_a`, Opus (PT 96) from `b` to `to_b`. Returns what
 /// `a` and `b` received, as (payload type, payload).
@@ -100,7 +103,7 @@ fn talk(
     to_a: SocketAddr,
     b: &UdpSocket,
     to_b: SocketAddr,
-) -> (Vec<(u8, Vec<u8>)>, Vec<(u8, Vec<u8>)>) {
+) -> (Received, Received) {
     let mut encoder = OpusEncoder::new(&EncoderConfig::webrtc_client()).unwrap();
     let mut g711 = [0u8; 160];
     Law::Ulaw.encode(&tone(160, 0.05), &mut g711);
@@ -108,7 +111,7 @@ fn talk(
     let mut opus = [0u8; 1500];
     let (mut at_a, mut at_b) = (Vec::new(), Vec::new());
     let mut buf = [0u8; 1500];
-    let drain = |s: &UdpSocket, into: &mut Vec<(u8, Vec<u8>)>, buf: &mut [u8]| {
+    let drain = |s: &UdpSocket, into: &mut Received, buf: &mut [u8]| {
         while let Ok(n) = s.recv(buf) {
             if let Ok(p) = RtpPacket::parse(&buf[..n])
                 && !bridgepool_codecs::rtp::is_rtcp(&buf[..n])

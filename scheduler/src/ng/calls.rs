@@ -372,7 +372,7 @@ impl CallPool {
                 let mut stop = Request::new(stopped(&f.session_id, delay));
                 stop.set_timeout(self.timeout());
                 if client.update_session(stop).await.is_ok() {
-                    let (leg_a, leg_b) = f.figures.clone();
+                    let (leg_a, leg_b) = f.figures;
                     let r = v1::DeleteSessionResponse {
                         already_deleted: false,
                         leg_a: Some(leg_a),
