@@ -72,6 +72,8 @@ pub struct Call {
     pub created: u64,
     /// Unix seconds of the last offer or answer.
     pub last_signal: u64,
+    /// Deleted and kept for its delete delay, media stopped (see [`CallPool::delete`]).
+    pub deleted: bool,
 }
 
 impl Call {
@@ -201,7 +203,7 @@ impl CallPool {
         let call = found
             .into_iter()
             .filter_map(|f| f.call)
-            .max_by_key(|c| (c.last_signal, c.created))?;
+            .max_by_key(|c| (!c.deleted, c.last_signal, c.created))?;
         self.remember(call_id, &call);
         Some(call)
     }
@@ -275,9 +277,16 @@ impl CallPool {
     }
 
     /// The call's sessions: from the worker this replica last used for it, else (or when that
-    /// one has none) from every live worker's `FindSessions`.
+    /// one has none) from every live worker's `FindSessions`. A deleted session kept for its
+    /// delete delay is left out when a live one has the call-id (a new call under the same
+    /// Call-ID, as after a 407).
     pub async fn find(&self, call_id: &str) -> Vec<Found> {
-        self.find_from(call_id, true).await
+        let mut found = self.find_from(call_id, true).await;
+        let deleted = |f: &Found| f.call.as_ref().is_some_and(|c| c.deleted);
+        if found.iter().any(|f| !deleted(f)) {
+            found.retain(|f| !deleted(f));
+        }
+        found
     }
 
     async fn find_from(&self, call_id: &str, anywhere: bool) -> Vec<Found> {
@@ -369,7 +378,13 @@ impl CallPool {
             if delay > 0 {
                 // Media stopped now, the end planned on the worker; the figures are those
                 // FindSessions just gave.
-                let mut stop = Request::new(stopped(&f.session_id, delay));
+                let mut stop = stopped(&f.session_id, delay);
+                if let Some(call) = &f.call {
+                    let mut gone = call.clone();
+                    gone.deleted = true;
+                    stop.signalling = Some(super::state::encode(&gone));
+                }
+                let mut stop = Request::new(stop);
                 stop.set_timeout(self.timeout());
                 if client.update_session(stop).await.is_ok() {
                     let (leg_a, leg_b) = f.figures;

@@ -114,7 +114,12 @@ pub(super) async fn offer(calls: &CallPool, body: &Dict) -> Dict {
     };
     // A re-offer carries the to-tag (in-dialogue); an initial offer is searched for only where
     // this replica put it, so a new call costs no round trip to every worker.
-    let known = calls.load(&req.call_id, req.to_tag.is_some()).await;
+    // A deleted call kept for its delete delay is not re-offered: the offer starts a new call
+    // (an INVITE resent after a 407 has the Call-ID of the one whose failure deleted it).
+    let known = calls
+        .load(&req.call_id, req.to_tag.is_some())
+        .await
+        .filter(|c| !c.deleted);
     let result = match known {
         Some(call) => {
             let ops = reoffer_ops(&call, &req);
@@ -186,6 +191,7 @@ async fn new_call(
         transcoding: false,
         created: now,
         last_signal: now,
+        deleted: false,
     };
     let out = plan.out.clone();
     remember_offer(&mut call, req, offerer_leg, offerer, plan);
@@ -374,6 +380,10 @@ pub(super) async fn answer(calls: &CallPool, body: &Dict) -> Dict {
     call.remotes[answerer_leg as usize] = Some(answerer.remote);
     call.transcoding = matches!(plan.decision, Decision::Transcode { .. });
     call.last_signal = unix_now();
+    if call.deleted {
+        // A late answer (a 200 OK resent after the BYE): answered, the session left stopped.
+        return reply::ok().with("sdp", sdp);
+    }
     // The worker's tags are the dialogue's (the answer to a callee's re-offer comes from the
     // caller: its to-tag is the caller's).
     update.to_tag = call.to_tag.clone().unwrap_or_default();

@@ -188,6 +188,7 @@ pub(super) fn encode(call: &Call) -> Vec<u8> {
         transcoding: call.transcoding,
         created: call.created,
         last_signal: call.last_signal,
+        deleted: call.deleted,
     }
     .encode_to_vec()
 }
@@ -225,6 +226,7 @@ pub(super) fn decode(worker: Arc<str>, found: &v1::FoundSession) -> Option<Call>
         transcoding: s.transcoding,
         created: s.created,
         last_signal: s.last_signal,
+        deleted: s.deleted,
     })
 }
 
@@ -265,6 +267,7 @@ mod tests {
             transcoding: true,
             created: 1_700_000_000,
             last_signal: 1_700_000_005,
+            deleted: true,
         }
     }
 
