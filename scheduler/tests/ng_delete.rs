@@ -66,6 +66,7 @@ async fn wait_for_sessions(worker: &mut WorkerClient<Channel>, call: &str, n: us
             .find_sessions(v1::FindSessionsRequest {
                 call_id: call.to_owned(),
                 from_tag: String::new(),
+                without_figures: false,
             })
             .await
             .unwrap()

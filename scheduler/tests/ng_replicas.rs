@@ -194,6 +194,7 @@ async fn the_answer_reoffer_query_and_delete_go_to_another_replica() {
         w.find_sessions(v1::FindSessionsRequest {
             call_id: call.to_owned(),
             from_tag: String::new(),
+            without_figures: false,
         })
         .await
         .unwrap()

@@ -484,11 +484,15 @@ impl Worker for WorkerService {
         let found = state.sessions.find(&req.call_id, &req.from_tag);
         let mut sessions = Vec::with_capacity(found.len());
         for (id, r) in found {
-            // Only the matches' figures are asked of their media threads.
-            let Some(snapshot) = state.engine.query(id).await else {
-                continue;
+            // Only the matches' figures are asked of their media threads, and only when wanted.
+            let (leg_a, leg_b) = if req.without_figures {
+                (v1::LegStats::default(), v1::LegStats::default())
+            } else {
+                let Some(snapshot) = state.engine.query(id).await else {
+                    continue;
+                };
+                snapshot_to_wire(&snapshot)
             };
-            let (leg_a, leg_b) = snapshot_to_wire(&snapshot);
             sessions.push(v1::FoundSession {
                 session_id: format!("{id:x}"),
                 call_id: r.call_id,

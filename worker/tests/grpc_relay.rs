@@ -94,6 +94,7 @@ async fn find(c: &mut WorkerClient<GrpcChannel>, call: &str, from: &str) -> Vec<
     c.find_sessions(v1::FindSessionsRequest {
         call_id: call.to_owned(),
         from_tag: from.to_owned(),
+        without_figures: false,
     })
     .await
     .unwrap()
@@ -200,6 +201,26 @@ async fn offer_relays_then_answer_transcodes_found_by_call_and_deleted_with_figu
     assert_eq!(find(&mut c, "call-14", "from-1").await.len(), 1);
     assert!(find(&mut c, "call-14", "from-2").await.is_empty());
     assert!(find(&mut c, "call-15", "").await.is_empty());
+    // Without figures (an ng answer wants the signalling state only): no media-thread figures.
+    let bare = c
+        .find_sessions(v1::FindSessionsRequest {
+            call_id: "call-14".into(),
+            from_tag: String::new(),
+            without_figures: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    assert_eq!(bare.len(), 1);
+    assert_eq!(bare[0].leg_a.unwrap_or_default().packets_in, 0);
+    assert!(
+        find(&mut c, "call-14", "").await[0]
+            .leg_a
+            .unwrap()
+            .packets_in
+            > 0
+    );
     let e = c
         .find_sessions(v1::FindSessionsRequest::default())
         .await

@@ -197,7 +197,7 @@ impl CallPool {
     /// for it is asked first; every live worker when there is none (`anywhere`) or it no longer
     /// has the call. `None` creates no state anywhere.
     pub async fn load(&self, call_id: &str, anywhere: bool) -> Option<Call> {
-        let found = self.find_from(call_id, anywhere).await;
+        let found = self.find_from(call_id, anywhere, false).await;
         // Two sessions under one call-id (an offer retried on another node after a timeout): the
         // one signalled last carries the call.
         let call = found
@@ -280,8 +280,8 @@ impl CallPool {
     /// one has none) from every live worker's `FindSessions`. A deleted session kept for its
     /// delete delay is left out when a live one has the call-id (a new call under the same
     /// Call-ID, as after a 407).
-    pub async fn find(&self, call_id: &str) -> Vec<Found> {
-        let mut found = self.find_from(call_id, true).await;
+    pub async fn find(&self, call_id: &str, figures: bool) -> Vec<Found> {
+        let mut found = self.find_from(call_id, true, figures).await;
         let deleted = |f: &Found| f.call.as_ref().is_some_and(|c| c.deleted);
         if found.iter().any(|f| !deleted(f)) {
             found.retain(|f| !deleted(f));
@@ -289,7 +289,7 @@ impl CallPool {
         found
     }
 
-    async fn find_from(&self, call_id: &str, anywhere: bool) -> Vec<Found> {
+    async fn find_from(&self, call_id: &str, anywhere: bool, figures: bool) -> Vec<Found> {
         let hint = self.index().get(call_id).cloned();
         if let Some(worker) = &hint {
             let first: Vec<_> = self
@@ -297,7 +297,7 @@ impl CallPool {
                 .into_iter()
                 .filter(|(id, _)| id == worker)
                 .collect();
-            let found = self.ask(call_id, first).await;
+            let found = self.ask(call_id, first, figures).await;
             if !found.is_empty() {
                 return found;
             }
@@ -307,12 +307,18 @@ impl CallPool {
         if !anywhere && hint.is_none() {
             return Vec::new();
         }
-        self.ask(call_id, self.targets(None)).await
+        self.ask(call_id, self.targets(None), figures).await
     }
 
     /// `FindSessions` on `targets` at once: one by one, a replica that never saw the call (or a
     /// relay's transform job under the same name) would pay a round trip per worker.
-    async fn ask(&self, call_id: &str, targets: Vec<(Arc<str>, String)>) -> Vec<Found> {
+    /// `figures`: with each session's figures (a round trip to its media thread).
+    async fn ask(
+        &self,
+        call_id: &str,
+        targets: Vec<(Arc<str>, String)>,
+        figures: bool,
+    ) -> Vec<Found> {
         let mut asks = tokio::task::JoinSet::new();
         for (worker, endpoint) in targets {
             let Ok(mut client) = self.state.client(&endpoint) else {
@@ -321,6 +327,7 @@ impl CallPool {
             let mut req = Request::new(v1::FindSessionsRequest {
                 call_id: call_id.to_owned(),
                 from_tag: String::new(),
+                without_figures: !figures,
             });
             req.set_timeout(self.timeout());
             asks.spawn(async move { (worker, client.find_sessions(req).await) });
@@ -356,7 +363,8 @@ impl CallPool {
         delay: u32,
         branch: Option<&str>,
     ) -> Vec<(Found, v1::DeleteSessionResponse)> {
-        let found = self.find(call_id).await;
+        // The figures only when this delete does not end the session (DeleteSession gives them).
+        let found = self.find(call_id, delay > 0).await;
         let mut out = Vec::new();
         for f in found {
             if let (Some(tag), Some(call)) = (branch, &f.call)
@@ -418,7 +426,7 @@ impl CallPool {
     /// The figures of the call's sessions.
     pub async fn query(&self, call_id: &str) -> Vec<(Found, v1::GetSessionResponse)> {
         let mut out = Vec::new();
-        for f in self.find(call_id).await {
+        for f in self.find(call_id, false).await {
             let Some((_, endpoint)) = self
                 .targets(Some(&f.worker))
                 .into_iter()
