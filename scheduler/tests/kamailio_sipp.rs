@@ -111,6 +111,18 @@ fn kamailio_modules(test: &str) -> Option<std::path::PathBuf> {
     found
 }
 
+/// The callee's 180 and its pause before the 200 (nothing when it answers at once).
+fn ring(ms: u32) -> String {
+    if ms == 0 {
+        return String::new();
+    }
+    let ringing = "SIP/2.0 180 Ringing\n[last_Via:]\n[last_From:]\n\
+                   [last_To:];tag=[pid]SIPpTag01[call_number]\n[last_Call-ID:]\n[last_CSeq:]\n\
+                   [last_Record-Route:]\nContact: <sip:opus@[local_ip]:[local_port]>\n\
+                   Content-Length: 0\n";
+    format!("<send><![CDATA[\n{ringing}\n]]></send>\n  <pause milliseconds=\"{ms}\"/>")
+}
+
 /// Kamailio with the set (`first` weight 100, `second` weight 1) and a SIPp Opus callee that
 /// rings `answer_delay_ms` before answering; all stopped when dropped.
 struct Sip {
@@ -140,7 +152,7 @@ impl Sip {
             ("@FULL_NG@", first.to_string()),
             ("@AUDIO@", dir.join("tone.ulaw").display().to_string()),
             ("@MPATH@", format!("{}/", mpath.display())),
-            ("@ANSWER_DELAY@", answer_delay_ms.to_string()),
+            ("@RING@", ring(answer_delay_ms)),
         ];
         for f in ["kamailio.cfg.in", "uac_pcmu.xml", "uas_opus.xml"] {
             let out = dir.join(f.trim_end_matches(".in"));
