@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "proto/bridgepool/v1/common.proto",
                 "proto/bridgepool/v1/job.proto",
+                "proto/bridgepool/v1/ng_call.proto",
                 "proto/bridgepool/v1/worker.proto",
                 "proto/bridgepool/v1/scheduler.proto",
             ],

@@ -12,6 +12,9 @@ pub mod limits {
     /// Largest request the Scheduler service decodes: a heartbeat lists every session and job
     /// of a worker (about 60 bytes each), so a full worker's stays well under this.
     pub const MAX_SCHEDULER_REQUEST: usize = 1024 * 1024;
+    /// Largest signalling state a worker keeps with a session (`CreateSessionRequest.signalling`):
+    /// an ng call's tags, labels, codec operations and offered codecs take a few hundred bytes.
+    pub const MAX_SIGNALLING: usize = 16 * 1024;
     /// HTTP/2 streams one connection may have open at once (the schedulers' pooled channels
     /// need far fewer; a client opening more waits, it does not grow the server's memory).
     pub const STREAMS_PER_CONNECTION: u32 = 512;

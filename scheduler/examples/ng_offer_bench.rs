@@ -75,10 +75,13 @@ fn main() {
             .with("to-tag", "b")
             .with("sdp", sdp(40_002, if passthrough { "0" } else { "96" }));
         answers.push(ask(&sock, to, 3 * n + 1, &answer));
+        // Ended at once: the scheduler's default delete-delay (30 s) would keep every call's
+        // session, and a long run would fill the worker with deleted calls.
         let delete = Dict::new()
             .with("command", "delete")
             .with("call-id", call_id.as_str())
-            .with("from-tag", "a");
+            .with("from-tag", "a")
+            .with("delete delay", 0i64);
         deletes.push(ask(&sock, to, 3 * n + 2, &delete));
     }
     report("offer", offers);

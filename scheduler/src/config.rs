@@ -52,6 +52,10 @@ pub struct SchedulerArgs {
     /// ng datagrams per second accepted from one source IP (excess dropped and counted); 0: no limit.
     #[arg(long, env = "BRIDGEPOOL_NG_RATE_LIMIT", default_value_t = 2000)]
     pub ng_rate_limit: u32,
+    /// Seconds an offer/answer call is kept after a `delete` without a `delete delay` key, its
+    /// media stopped, so that late signalling still finds it (rtpengine's delete-delay, 30 s).
+    #[arg(long, env = "BRIDGEPOOL_NG_DELETE_DELAY", default_value_t = 30)]
+    pub ng_delete_delay: u32,
 }
 
 /// The checked configuration.
@@ -75,6 +79,8 @@ pub struct SchedulerConfig {
     pub ng_listen: Option<SocketAddr>,
     /// ng datagrams per second per source IP; 0: no limit.
     pub ng_rate_limit: u32,
+    /// Default `delete delay` of offer/answer calls, seconds.
+    pub ng_delete_delay: u32,
 }
 
 /// One bad option.
@@ -155,6 +161,7 @@ impl SchedulerArgs {
                     log: self.log.clone(),
                     ng_listen,
                     ng_rate_limit: self.ng_rate_limit,
+                    ng_delete_delay: self.ng_delete_delay,
                 })
             }
             _ => Err(errors),
@@ -214,5 +221,6 @@ mod tests {
         assert!(c.grpc_listen.ip().is_loopback() && c.metrics_listen.ip().is_loopback());
         assert_eq!(c.ng_listen, None);
         assert_eq!(c.ng_rate_limit, 2000);
+        assert_eq!(c.ng_delete_delay, 30, "rtpengine's delete-delay");
     }
 }

@@ -61,7 +61,8 @@ pub async fn serve(
             .map_err(|e| ServeError::Ng(format!("{addr}: {e}")))?;
         let ng = Arc::new(
             crate::ng::NgServer::new(state.clone(), crate::ng::random_instance())
-                .with_rate_limit(config.ng_rate_limit),
+                .with_rate_limit(config.ng_rate_limit)
+                .with_delete_delay(config.ng_delete_delay),
         );
         tracing::info!(%addr, "ng server listening");
         tokio::spawn(crate::ng::run(socket, ng));

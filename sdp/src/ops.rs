@@ -15,6 +15,8 @@ pub struct CodecSpec {
     pub clock_rate: Option<u32>,
     /// Channels, when given.
     pub channels: Option<u8>,
+    /// Bitrate (bit/s), when given: what `set` asks our encoder for.
+    pub bitrate: Option<u32>,
     /// fmtp parameters, when given (`--` already turned into `=`).
     pub fmtp: Option<String>,
 }
@@ -26,7 +28,7 @@ impl CodecSpec {
         let name = parts.next().unwrap_or_default().to_owned();
         let clock_rate = parts.next().and_then(|r| r.parse().ok());
         let channels = parts.next().and_then(|c| c.parse().ok());
-        let _bitrate = parts.next();
+        let bitrate = parts.next().and_then(|b| b.parse().ok()).filter(|b| *b > 0);
         let _ptime = parts.next();
         let fmtp = parts
             .next()
@@ -36,6 +38,7 @@ impl CodecSpec {
             name,
             clock_rate,
             channels,
+            bitrate,
             fmtp,
         }
     }
@@ -89,8 +92,8 @@ pub struct CodecOps {
     pub except: Vec<CodecSpec>,
     /// Kept; accepted from the offerer even when the answerer rejects it.
     pub accept: Vec<CodecSpec>,
-    /// Parameters for codecs accepted implicitly (kept, not acted on: the pool's encoder follows
-    /// the peer's fmtp).
+    /// Parameters for a codec the pool encodes (rtpengine's `set`): a bitrate and fmtp options
+    /// for our Opus encoder when the call is transcoded ([`CodecOps::set_on`]).
     pub set: Vec<CodecSpec>,
 }
 
@@ -136,6 +139,42 @@ impl CodecOps {
         };
         let (op, spec) = (&rest[..sep], &rest[sep + 1..]);
         !spec.is_empty() && self.push(op, spec)
+    }
+
+    /// `codec` (what a peer receives from our encoder) with the matching `set` applied: the
+    /// spec's bitrate as `maxaveragebitrate` and its fmtp parameters over the peer's. A codec
+    /// no `set` names comes back unchanged.
+    pub fn set_on(&self, codec: &Codec) -> Codec {
+        let mut out = codec.clone();
+        for spec in self.set.iter().filter(|s| !s.is_all() && s.matches(codec)) {
+            let mut params: Vec<(String, String)> = out
+                .fmtp
+                .split(';')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect();
+            let mut put = |k: &str, v: &str| match params.iter_mut().find(|(pk, _)| pk == k) {
+                Some(p) => p.1 = v.to_owned(),
+                None => params.push((k.to_owned(), v.to_owned())),
+            };
+            for (k, v) in spec
+                .fmtp
+                .iter()
+                .flat_map(|f| f.split(';'))
+                .filter_map(|p| p.split_once('='))
+            {
+                put(k.trim(), v.trim());
+            }
+            if let Some(b) = spec.bitrate {
+                put("maxaveragebitrate", &b.to_string());
+            }
+            out.fmtp = params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        out
     }
 
     fn named(list: &[CodecSpec], codec: &Codec) -> bool {
@@ -189,6 +228,26 @@ mod tests {
         assert!(CodecSpec::parse("ALL").matches(&Codec::from_static(0)));
         assert!(!CodecSpec::parse("PCMU/16000").matches(&Codec::from_static(0)));
         assert_eq!(CodecSpec::parse("G729").to_codec(), None);
+    }
+
+    #[test]
+    fn set_gives_our_encoder_a_bitrate_and_options() {
+        let mut ops = CodecOps::default();
+        assert!(ops.push_flag("codec-set-opus/48000/2/12000"));
+        let peer =
+            Codec::new(96, "opus", 48000, 2).with_fmtp("useinbandfec=1; maxaveragebitrate=40000");
+        assert_eq!(
+            ops.set_on(&peer).fmtp,
+            "useinbandfec=1; maxaveragebitrate=12000"
+        );
+        ops.push("set", "opus/48000/2///usedtx--1");
+        assert_eq!(
+            ops.set_on(&peer).fmtp,
+            "useinbandfec=1; maxaveragebitrate=12000; usedtx=1"
+        );
+        // Other codecs, and no set at all, are left as they are.
+        assert_eq!(ops.set_on(&Codec::from_static(0)), Codec::from_static(0));
+        assert_eq!(CodecOps::default().set_on(&peer), peer);
     }
 
     #[test]

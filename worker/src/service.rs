@@ -151,6 +151,32 @@ fn parse_id(id: &str) -> Result<SessionId, Status> {
     })
 }
 
+/// Ends session `id` `seconds` from now, as DeleteSession would. The timer lives in the worker,
+/// not in the scheduler replica that asked: a replica that goes away meanwhile leaves nothing.
+fn end_later(state: &Arc<WorkerState>, id: SessionId, seconds: u32) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await;
+        if let Some(snapshot) = state.engine.delete(id).await {
+            state.forget(id);
+            state.counters.ended(snapshot.ended, &snapshot);
+            tracing::info!(session = %format!("{id:x}"), "session ended: its planned end came");
+        }
+    });
+}
+
+/// A scheduler's signalling state is kept in memory for the session's life: bounded.
+fn check_signalling(s: &[u8]) -> Result<(), Status> {
+    let max = bridgepool_proto::limits::MAX_SIGNALLING;
+    if s.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "signalling state of {} bytes is over the {max}-byte limit",
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
 fn snapshot_to_wire(s: &SessionSnapshot) -> (v1::LegStats, v1::LegStats) {
     (
         convert::leg_stats(&s.leg_a, s.mos_a),
@@ -214,6 +240,7 @@ impl Worker for WorkerService {
                 )));
             }
             let mode = convert::session_mode(req.mode).map_err(Status::invalid_argument)?;
+            check_signalling(&req.signalling)?;
             let (a, b) = (req.leg_a.as_ref(), req.leg_b.as_ref());
             if mode == Mode::Transcode {
                 a.ok_or_else(|| Status::invalid_argument("leg_a (the G.711 leg) is required"))?;
@@ -267,6 +294,7 @@ impl Worker for WorkerService {
                     core: created.core,
                     codec_a: codecs.a,
                     codec_b: codecs.b,
+                    signalling: req.signalling,
                 },
             );
             // Directions and hold apply at once.
@@ -300,6 +328,9 @@ impl Worker for WorkerService {
             let id = parse_id(&req.session_id)?;
             let not_found = || Status::not_found(format!("no session {}", req.session_id));
             let record = state.sessions.get(id).ok_or_else(not_found)?;
+            if let Some(s) = &req.signalling {
+                check_signalling(s)?;
+            }
             let asked = req
                 .mode
                 .map(convert::session_mode)
@@ -352,7 +383,13 @@ impl Worker for WorkerService {
                         if !req.to_tag.is_empty() {
                             r.to_tag = req.to_tag.clone();
                         }
+                        if let Some(s) = req.signalling {
+                            r.signalling = s;
+                        }
                     });
+                    if let Some(seconds) = req.end_in_seconds {
+                        end_later(&state, id, seconds.min(3600));
+                    }
                     Ok(Response::new(v1::UpdateSessionResponse {}))
                 }
                 Some(Err(e @ UpdateError::NoHeadroom { .. })) => {
@@ -447,11 +484,15 @@ impl Worker for WorkerService {
         let found = state.sessions.find(&req.call_id, &req.from_tag);
         let mut sessions = Vec::with_capacity(found.len());
         for (id, r) in found {
-            // Only the matches' figures are asked of their media threads.
-            let Some(snapshot) = state.engine.query(id).await else {
-                continue;
+            // Only the matches' figures are asked of their media threads, and only when wanted.
+            let (leg_a, leg_b) = if req.without_figures {
+                (v1::LegStats::default(), v1::LegStats::default())
+            } else {
+                let Some(snapshot) = state.engine.query(id).await else {
+                    continue;
+                };
+                snapshot_to_wire(&snapshot)
             };
-            let (leg_a, leg_b) = snapshot_to_wire(&snapshot);
             sessions.push(v1::FoundSession {
                 session_id: format!("{id:x}"),
                 call_id: r.call_id,
@@ -463,6 +504,7 @@ impl Worker for WorkerService {
                 core: r.core as u32,
                 leg_a: Some(leg_a),
                 leg_b: Some(leg_b),
+                signalling: r.signalling,
             });
         }
         Ok(Response::new(v1::FindSessionsResponse { sessions }))

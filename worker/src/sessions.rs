@@ -30,6 +30,8 @@ pub struct SessionRecord {
     pub codec_a: bool,
     /// Leg B's codec (the Opus payload type) was given.
     pub codec_b: bool,
+    /// The scheduler's signalling state, kept for FindSessions and never read here.
+    pub signalling: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -130,6 +132,7 @@ mod tests {
             core: 0,
             codec_a: false,
             codec_b: false,
+            signalling: Vec::new(),
         }
     }
 

@@ -94,6 +94,7 @@ async fn find(c: &mut WorkerClient<GrpcChannel>, call: &str, from: &str) -> Vec<
     c.find_sessions(v1::FindSessionsRequest {
         call_id: call.to_owned(),
         from_tag: from.to_owned(),
+        without_figures: false,
     })
     .await
     .unwrap()
@@ -200,6 +201,26 @@ async fn offer_relays_then_answer_transcodes_found_by_call_and_deleted_with_figu
     assert_eq!(find(&mut c, "call-14", "from-1").await.len(), 1);
     assert!(find(&mut c, "call-14", "from-2").await.is_empty());
     assert!(find(&mut c, "call-15", "").await.is_empty());
+    // Without figures (an ng answer wants the signalling state only): no media-thread figures.
+    let bare = c
+        .find_sessions(v1::FindSessionsRequest {
+            call_id: "call-14".into(),
+            from_tag: String::new(),
+            without_figures: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    assert_eq!(bare.len(), 1);
+    assert_eq!(bare[0].leg_a.unwrap_or_default().packets_in, 0);
+    assert!(
+        find(&mut c, "call-14", "").await[0]
+            .leg_a
+            .unwrap()
+            .packets_in
+            > 0
+    );
     let e = c
         .find_sessions(v1::FindSessionsRequest::default())
         .await
@@ -267,15 +288,29 @@ async fn answers_of_known_calls_are_never_refused_and_switches_beyond_the_reserv
     let create = async |c: &mut WorkerClient<GrpcChannel>, r: v1::CreateSessionRequest| {
         c.create_session(r).await.map(|r| r.into_inner().session_id)
     };
-    // Eight offers that may transcode fill the core; a ninth is refused.
+    // Eight offers that may transcode fill the core; a ninth is refused. Each carries the
+    // scheduler's signalling state, which the worker keeps without reading.
     let mut offers = Vec::new();
     for i in 0..8 {
-        offers.push(
-            create(&mut c, offer(&format!("o{i}"), "f", None, None, true))
-                .await
-                .unwrap(),
-        );
+        let mut r = offer(&format!("o{i}"), "f", None, None, true);
+        r.signalling = format!("offer {i}").into_bytes();
+        offers.push(create(&mut c, r).await.unwrap());
     }
+    let signalling = async |c: &mut WorkerClient<GrpcChannel>, call: &str| {
+        String::from_utf8(find(c, call, "").await[0].signalling.clone()).unwrap()
+    };
+    assert_eq!(signalling(&mut c, "o3").await, "offer 3");
+    // Bounded: a state over the limit is refused, on create and on update.
+    let big = vec![0u8; bridgepool_proto::limits::MAX_SIGNALLING + 1];
+    let mut r = offer("big", "f", None, None, false);
+    r.signalling.clone_from(&big);
+    let e = create(&mut c, r).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let mut u = switch(&offers[1], v1::SessionMode::Transcode);
+    u.signalling = Some(big);
+    let e = c.update_session(u).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert_eq!(signalling(&mut c, "o1").await, "offer 1");
     assert_eq!(headroom(&mut c).await, 0);
     let e = create(&mut c, offer("o8", "f", None, None, true))
         .await
@@ -283,10 +318,11 @@ async fn answers_of_known_calls_are_never_refused_and_switches_beyond_the_reserv
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
     // Every answer is admitted: all eight turn into transcoded calls on a full core.
     for id in &offers {
-        c.update_session(switch(id, v1::SessionMode::Transcode))
-            .await
-            .unwrap();
+        let mut u = switch(id, v1::SessionMode::Transcode);
+        u.signalling = Some(b"answered".to_vec());
+        c.update_session(u).await.unwrap();
     }
+    assert_eq!(signalling(&mut c, "o0").await, "answered");
     assert_eq!(headroom(&mut c).await, 0);
     // Four calls settle on passthrough: each gives back 0.075 of the core (a relay reserves a
     // quarter of a transcoded call with --session-cost): 0.3 in all.
@@ -310,12 +346,13 @@ async fn answers_of_known_calls_are_never_refused_and_switches_beyond_the_reserv
         .await
         .unwrap();
     assert_eq!(headroom(&mut c).await, 0);
-    // A settled call switching back to transcoding needs 0.075 more: refused, and unchanged.
-    let e = c
-        .update_session(switch(&offers[0], v1::SessionMode::Transcode))
-        .await
-        .unwrap_err();
+    // A settled call switching back to transcoding needs 0.075 more: refused, and unchanged,
+    // its signalling state included.
+    let mut u = switch(&offers[0], v1::SessionMode::Transcode);
+    u.signalling = Some(b"re-offered".to_vec());
+    let e = c.update_session(u).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert_eq!(signalling(&mut c, "o0").await, "answered");
     let found = find(&mut c, "o0", "").await;
     assert_eq!(
         found[0].mode,

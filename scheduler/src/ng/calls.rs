@@ -1,8 +1,9 @@
 //! The calls of the offer/answer front door: one worker session per call-id, placed like the
-//! Scheduler's sessions, with a local index (call-id -> worker, session, the last offer) and, on
-//! an index miss, `FindSessions` across the live workers, so any replica can delete or query a
-//! call another one created.
-
+//! Scheduler's sessions. The call's signalling state lives with its session on the worker
+//! ([`super::state`]); a replica reads it back with `FindSessions` before every answer, re-offer,
+//! query and delete, so any replica serves any call and none serves a stale copy. The local
+//! index only remembers where calls this replica touched are, to ask that one worker first.
+//!
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,9 @@ use super::place;
 use super::pool::PlaceError;
 use crate::registry::WorkerState;
 use crate::service::SchedulerState;
+
+/// rtpengine's default `delete-delay`: a deleted call is kept this long, its media stopped.
+pub const DEFAULT_DELETE_DELAY: u32 = 30;
 
 /// A worker call on the offer/answer path; Kamailio waits 1 s per try and blocks a SIP worker.
 const WORKER_TIMEOUT: Duration = Duration::from_millis(500);
@@ -68,6 +72,8 @@ pub struct Call {
     pub created: u64,
     /// Unix seconds of the last offer or answer.
     pub last_signal: u64,
+    /// Deleted and kept for its delete delay, media stopped (see [`CallPool::delete`]).
+    pub deleted: bool,
 }
 
 impl Call {
@@ -105,10 +111,10 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A session found on a worker (the local index's entry, or `FindSessions`' answer).
+/// A session found on a worker (`FindSessions`' answer).
 #[derive(Debug, Clone)]
 pub struct Found {
-    /// The call as known (`None` when only a worker knew it: another replica created it).
+    /// The call's signalling state (`None` for a session without one: the gRPC Scheduler's).
     pub call: Option<Call>,
     /// The worker and its local session id.
     pub worker: Arc<str>,
@@ -116,13 +122,38 @@ pub struct Found {
     pub session_id: String,
     /// Tags the worker holds.
     pub tags: (String, String),
+    /// Leg A's and leg B's figures when it was found.
+    pub figures: (v1::LegStats, v1::LegStats),
 }
 
 /// Worker calls and the index of the offer/answer calls.
 pub struct CallPool {
     state: Arc<SchedulerState>,
     rng: Mutex<StdRng>,
-    calls: Mutex<HashMap<String, Call>>,
+    /// Call-id -> the worker this replica last used for it: a hint, checked at every use.
+    calls: Mutex<HashMap<String, Arc<str>>>,
+    /// Seconds a deleted call is kept when the delete names no delay.
+    delete_delay: u32,
+}
+
+/// The update that stops a deleted call's media (both legs inactive, remotes and codecs kept;
+/// relayed, so the session holds only the relay cost) and ends it `delay` seconds later.
+fn stopped(session_id: &str, delay: u32) -> v1::UpdateSessionRequest {
+    let inactive = v1::Direction::Inactive as i32;
+    v1::UpdateSessionRequest {
+        session_id: session_id.to_owned(),
+        leg_a: Some(v1::G711Leg {
+            direction: inactive,
+            ..Default::default()
+        }),
+        leg_b: Some(v1::OpusLeg {
+            direction: inactive,
+            ..Default::default()
+        }),
+        mode: Some(v1::SessionMode::Passthrough as i32),
+        end_in_seconds: Some(delay),
+        ..Default::default()
+    }
 }
 
 fn address(a: Option<&v1::MediaAddress>) -> Option<SocketAddr> {
@@ -140,10 +171,21 @@ impl CallPool {
             state,
             rng: Mutex::new(StdRng::from_os_rng()),
             calls: Mutex::new(HashMap::new()),
+            delete_delay: DEFAULT_DELETE_DELAY,
         }
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
+    /// Sets the delay of a delete that names none.
+    pub fn set_delete_delay(&mut self, seconds: u32) {
+        self.delete_delay = seconds;
+    }
+
+    /// The delay of a delete that names none.
+    pub fn delete_delay(&self) -> u32 {
+        self.delete_delay
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -151,17 +193,27 @@ impl CallPool {
         self.state.worker_timeout.min(WORKER_TIMEOUT)
     }
 
-    /// The call under `call_id`, if this replica knows it.
-    pub fn get(&self, call_id: &str) -> Option<Call> {
-        self.index().get(call_id).cloned()
+    /// The call under `call_id` as its worker holds it now. The worker this replica last used
+    /// for it is asked first; every live worker when there is none (`anywhere`) or it no longer
+    /// has the call. `None` creates no state anywhere.
+    pub async fn load(&self, call_id: &str, anywhere: bool) -> Option<Call> {
+        let found = self.find_from(call_id, anywhere, false).await;
+        // Two sessions under one call-id (an offer retried on another node after a timeout): the
+        // one signalled last carries the call.
+        let call = found
+            .into_iter()
+            .filter_map(|f| f.call)
+            .max_by_key(|c| (!c.deleted, c.last_signal, c.created))?;
+        self.remember(call_id, &call);
+        Some(call)
     }
 
-    /// Stores (or replaces) a call.
-    pub fn put(&self, call_id: &str, call: Call) {
-        self.index().insert(call_id.to_owned(), call);
+    /// Notes where `call` is, for the next message of the call.
+    pub fn remember(&self, call_id: &str, call: &Call) {
+        self.index().insert(call_id.to_owned(), call.worker.clone());
     }
 
-    /// Calls this replica knows.
+    /// Calls this replica knows where to find.
     pub fn len(&self) -> usize {
         self.index().len()
     }
@@ -188,13 +240,14 @@ impl CallPool {
         Ok((worker, created))
     }
 
-    /// Sends an update to the call's worker.
+    /// Sends an update to the call's worker, with `call` as the state it keeps from now on.
     pub async fn update(
         &self,
         call: &Call,
         mut request: v1::UpdateSessionRequest,
     ) -> Result<(), tonic::Status> {
         request.session_id.clone_from(&call.session_id);
+        request.signalling = Some(super::state::encode(call));
         let endpoint = self
             .state
             .registry()
@@ -223,29 +276,58 @@ impl CallPool {
         all
     }
 
-    /// The call's sessions: from the index, else from every live worker's `FindSessions`.
-    pub async fn find(&self, call_id: &str) -> Vec<Found> {
-        if let Some(call) = self.get(call_id) {
-            return vec![Found {
-                worker: call.worker.clone(),
-                session_id: call.session_id.clone(),
-                tags: (
-                    call.from_tag.clone(),
-                    call.to_tag.clone().unwrap_or_default(),
-                ),
-                call: Some(call),
-            }];
+    /// The call's sessions: from the worker this replica last used for it, else (or when that
+    /// one has none) from every live worker's `FindSessions`. A deleted session kept for its
+    /// delete delay is left out when a live one has the call-id (a new call under the same
+    /// Call-ID, as after a 407).
+    pub async fn find(&self, call_id: &str, figures: bool) -> Vec<Found> {
+        let mut found = self.find_from(call_id, true, figures).await;
+        let deleted = |f: &Found| f.call.as_ref().is_some_and(|c| c.deleted);
+        if found.iter().any(|f| !deleted(f)) {
+            found.retain(|f| !deleted(f));
         }
-        // Every live worker at once: one by one, a replica that never saw the call (or a relay's
-        // transform job under the same name) would pay a round trip per worker.
+        found
+    }
+
+    async fn find_from(&self, call_id: &str, anywhere: bool, figures: bool) -> Vec<Found> {
+        let hint = self.index().get(call_id).cloned();
+        if let Some(worker) = &hint {
+            let first: Vec<_> = self
+                .targets(Some(worker))
+                .into_iter()
+                .filter(|(id, _)| id == worker)
+                .collect();
+            let found = self.ask(call_id, first, figures).await;
+            if !found.is_empty() {
+                return found;
+            }
+            // Ended there (timeout, delete by another replica) or the worker is gone.
+            self.index().remove(call_id);
+        }
+        if !anywhere && hint.is_none() {
+            return Vec::new();
+        }
+        self.ask(call_id, self.targets(None), figures).await
+    }
+
+    /// `FindSessions` on `targets` at once: one by one, a replica that never saw the call (or a
+    /// relay's transform job under the same name) would pay a round trip per worker.
+    /// `figures`: with each session's figures (a round trip to its media thread).
+    async fn ask(
+        &self,
+        call_id: &str,
+        targets: Vec<(Arc<str>, String)>,
+        figures: bool,
+    ) -> Vec<Found> {
         let mut asks = tokio::task::JoinSet::new();
-        for (worker, endpoint) in self.targets(None) {
+        for (worker, endpoint) in targets {
             let Ok(mut client) = self.state.client(&endpoint) else {
                 continue;
             };
             let mut req = Request::new(v1::FindSessionsRequest {
                 call_id: call_id.to_owned(),
                 from_tag: String::new(),
+                without_figures: !figures,
             });
             req.set_timeout(self.timeout());
             asks.spawn(async move { (worker, client.find_sessions(req).await) });
@@ -258,8 +340,9 @@ impl CallPool {
             };
             for s in r.into_inner().sessions {
                 found.push(Found {
-                    call: None,
+                    call: super::state::decode(worker.clone(), &s),
                     worker: worker.clone(),
+                    figures: (s.leg_a.unwrap_or_default(), s.leg_b.unwrap_or_default()),
                     session_id: s.session_id,
                     tags: (s.from_tag, s.to_tag),
                 });
@@ -268,11 +351,28 @@ impl CallPool {
         found
     }
 
-    /// Deletes the call's sessions wherever they are; returns them with their final figures.
-    pub async fn delete(&self, call_id: &str) -> Vec<(Found, v1::DeleteSessionResponse)> {
-        let found = self.find(call_id).await;
+    /// Deletes the call's sessions wherever they are; returns them with their figures. With a
+    /// `delay` (seconds) each session's media stops now (both legs inactive, relayed, so it
+    /// holds only the relay cost) and its worker ends it `delay` seconds later: late signalling
+    /// still finds the call meanwhile, as rtpengine's delete-delay keeps it. With a `branch`
+    /// (a to-tag) only a call in dialogue with that tag is deleted: another branch of a forked
+    /// call, which this call did not take, leaves it alone.
+    pub async fn delete(
+        &self,
+        call_id: &str,
+        delay: u32,
+        branch: Option<&str>,
+    ) -> Vec<(Found, v1::DeleteSessionResponse)> {
+        // The figures only when this delete does not end the session (DeleteSession gives them).
+        let found = self.find(call_id, delay > 0).await;
         let mut out = Vec::new();
         for f in found {
+            if let (Some(tag), Some(call)) = (branch, &f.call)
+                && call.from_tag != tag
+                && call.to_tag.as_deref().is_some_and(|t| t != tag)
+            {
+                continue;
+            }
             let Some((_, endpoint)) = self
                 .targets(Some(&f.worker))
                 .into_iter()
@@ -283,6 +383,28 @@ impl CallPool {
             let Ok(mut client) = self.state.client(&endpoint) else {
                 continue;
             };
+            if delay > 0 {
+                // Media stopped now, the end planned on the worker; the figures are those
+                // FindSessions just gave.
+                let mut stop = stopped(&f.session_id, delay);
+                if let Some(call) = &f.call {
+                    let mut gone = call.clone();
+                    gone.deleted = true;
+                    stop.signalling = Some(super::state::encode(&gone));
+                }
+                let mut stop = Request::new(stop);
+                stop.set_timeout(self.timeout());
+                if client.update_session(stop).await.is_ok() {
+                    let (leg_a, leg_b) = f.figures;
+                    let r = v1::DeleteSessionResponse {
+                        already_deleted: false,
+                        leg_a: Some(leg_a),
+                        leg_b: Some(leg_b),
+                    };
+                    out.push((f, r));
+                }
+                continue;
+            }
             let mut req = Request::new(v1::DeleteSessionRequest {
                 session_id: f.session_id.clone(),
             });
@@ -295,14 +417,16 @@ impl CallPool {
                 }
             }
         }
-        self.index().remove(call_id);
+        if delay == 0 && !out.is_empty() {
+            self.index().remove(call_id);
+        }
         out
     }
 
     /// The figures of the call's sessions.
     pub async fn query(&self, call_id: &str) -> Vec<(Found, v1::GetSessionResponse)> {
         let mut out = Vec::new();
-        for f in self.find(call_id).await {
+        for f in self.find(call_id, false).await {
             let Some((_, endpoint)) = self
                 .targets(Some(&f.worker))
                 .into_iter()

@@ -153,12 +153,24 @@ async fn delete(pool: &JobPool, calls: &CallPool, body: &Dict) -> Dict {
     let Some(call) = CallRef::from_body(body) else {
         return reply::error(reasons::NO_CALL_ID);
     };
+    // rtpengine's `delete delay`: the request's, else the server's (30 s unless configured);
+    // at most an hour, whatever a request says.
+    let delay = call
+        .delete_delay
+        .map_or(calls.delete_delay(), |d| d.clamp(0, 3600) as u32);
+    // The `to-tag` flag deletes one dialogue only: a forked call's other branch leaves the
+    // call alone.
+    let branch = call
+        .has_flag("to-tag")
+        .then_some(call.to_tag.as_deref())
+        .flatten()
+        .filter(|t| !t.is_empty());
     // An offer/answer call first; then the relay's transform jobs under that name (straight to
     // those when this replica placed them).
     let sessions = if pool.placed_here(&call.call_id) {
         Vec::new()
     } else {
-        calls.delete(&call.call_id).await
+        calls.delete(&call.call_id, delay, branch).await
     };
     if !sessions.is_empty() {
         if call.has_flag("fast") {

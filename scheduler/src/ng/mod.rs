@@ -17,6 +17,7 @@ mod offer;
 pub mod pairs;
 mod place;
 pub mod pool;
+mod state;
 mod stats;
 
 use std::future::Future as _;
@@ -124,6 +125,14 @@ impl NgServer {
                 (per_second / 4).max(50),
             ))
         });
+        self
+    }
+
+    /// Keeps an offer/answer call `seconds` after a `delete` that names no `delete delay`
+    /// (rtpengine's default, 30, when not called).
+    #[must_use]
+    pub fn with_delete_delay(mut self, seconds: u32) -> Self {
+        self.calls.set_delete_delay(seconds);
         self
     }
 

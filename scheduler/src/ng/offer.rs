@@ -5,8 +5,12 @@
 //! offer; the answer decides: a codec the offerer offered -> passthrough, else transcode with
 //! the answer's payload type, ptime and fmtp (`UpdateSession`). Re-offers (hold, codec or ptime
 //! change, new ports) update the same session. Only new calls are refused for capacity.
+//!
+//! Every message of a known call starts from the state its worker holds and leaves the new
+//! state there ([`super::state`]): the replica that took the offer need not see the answer.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use bridgepool_ng::reply::{self, reasons};
 use bridgepool_ng::{Dict, SdpRequest};
@@ -19,6 +23,7 @@ use bridgepool_sdp::{
 use super::calls::{Call, CallPool, PendingOffer, unix_now};
 use super::legs::{Leg, Party, g711_leg, opus_leg};
 use super::pool::PlaceError;
+use super::state;
 
 /// Refusals of SRTP, DTLS and ICE: the edge relay terminates those.
 fn refuse_secure(req: &SdpRequest, audio: &Audio) -> Option<SdpError> {
@@ -107,7 +112,15 @@ pub(super) async fn offer(calls: &CallPool, body: &Dict) -> Dict {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let result = match calls.get(&req.call_id) {
+    // A re-offer carries the to-tag (in-dialogue); an initial offer is searched for only where
+    // this replica put it, so a new call costs no round trip to every worker.
+    // A deleted call kept for its delete delay is not re-offered: the offer starts a new call
+    // (an INVITE resent after a 407 has the Call-ID of the one whose failure deleted it).
+    let known = calls
+        .load(&req.call_id, req.to_tag.is_some())
+        .await
+        .filter(|c| !c.deleted);
+    let result = match known {
         Some(call) => {
             let ops = reoffer_ops(&call, &req);
             let plan = plan_offer(&audio.codecs, &ops);
@@ -141,7 +154,7 @@ async fn new_call(
     };
     let a_party = (offerer_leg == Leg::A).then_some(&offerer);
     let b_party = (offerer_leg == Leg::B).then_some(&offerer);
-    let create = v1::CreateSessionRequest {
+    let mut create = v1::CreateSessionRequest {
         call_id: req.call_id.clone(),
         leg_a: Some(g711_leg(
             a_party,
@@ -158,7 +171,31 @@ async fn new_call(
         to_tag: String::new(),
         may_transcode: plan.may_transcode(),
         jitter: None,
+        signalling: Vec::new(),
     };
+    let now = unix_now();
+    // The placement is filled in from the worker's answer; the state it keeps holds none of it.
+    let unplaced: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
+    let mut call = Call {
+        worker: Arc::from(""),
+        session_id: String::new(),
+        from_tag: req.from_tag.clone(),
+        to_tag: None,
+        labels: Vec::new(),
+        ops: vec![(req.from_tag.clone(), req.codec.clone())],
+        from_leg: offerer_leg,
+        leg_a_local: unplaced,
+        leg_b_local: unplaced,
+        remotes: [None, None],
+        pending: None,
+        transcoding: false,
+        created: now,
+        last_signal: now,
+        deleted: false,
+    };
+    let out = plan.out.clone();
+    remember_offer(&mut call, req, offerer_leg, offerer, plan);
+    create.signalling = state::encode(&call);
     let (worker, created) = match calls.create(create).await {
         Ok(c) => c,
         Err(PlaceError::NoHeadroom { .. }) => return Err(limit(req)),
@@ -167,26 +204,12 @@ async fn new_call(
     let Some((leg_a_local, leg_b_local)) = CallPool::locals(&created) else {
         return Err(reply::error("Worker answered without addresses"));
     };
-    let now = unix_now();
-    let mut call = Call {
-        worker,
-        session_id: created.session_id,
-        from_tag: req.from_tag.clone(),
-        to_tag: None,
-        labels: Vec::new(),
-        ops: vec![(req.from_tag.clone(), req.codec.clone())],
-        from_leg: offerer_leg,
-        leg_a_local,
-        leg_b_local,
-        remotes: [None, None],
-        pending: None,
-        transcoding: false,
-        created: now,
-        last_signal: now,
-    };
-    let sdp = write(req, desc, call.local(offerer_leg.other()), &plan.out)?;
-    remember_offer(&mut call, req, offerer_leg, offerer, plan);
-    calls.put(&req.call_id, call);
+    call.worker = worker;
+    call.session_id = created.session_id;
+    call.leg_a_local = leg_a_local;
+    call.leg_b_local = leg_b_local;
+    let sdp = write(req, desc, call.local(offerer_leg.other()), &out)?;
+    calls.remember(&req.call_id, &call);
     Ok(reply::ok().with("sdp", sdp))
 }
 
@@ -251,16 +274,29 @@ async fn reoffer(
 ) -> Result<Dict, Dict> {
     let leg = call.leg_of(&req.from_tag);
     let offerer = party(audio);
-    if let Err(s) = calls.update(&call, remote_only(leg, &offerer)).await {
-        return Err(reply::error(s.message()));
-    }
     let sdp = write(req, desc, call.local(leg.other()), &plan.out)?;
     if !call.ops.iter().any(|(t, _)| *t == req.from_tag) {
         call.ops.push((req.from_tag.clone(), ops));
     }
-    remember_offer(&mut call, req, leg, offerer, plan);
-    calls.put(&req.call_id, call);
+    remember_offer(&mut call, req, leg, offerer.clone(), plan);
+    if let Err(s) = calls.update(&call, remote_only(leg, &offerer)).await {
+        return Err(reply::error(s.message()));
+    }
     Ok(reply::ok().with("sdp", sdp))
+}
+
+/// The `set` operations an answer applies: those of the offer it answers (where rtpengine's
+/// maintainers advise codec options), then its own, which win.
+fn settings(call: &Call, pending: &PendingOffer, req: &SdpRequest) -> CodecOps {
+    let offered = call
+        .ops
+        .iter()
+        .filter(|(t, _)| *t == pending.offerer_tag)
+        .flat_map(|(_, o)| o.set.iter().cloned());
+    CodecOps {
+        set: offered.chain(req.codec.set.iter().cloned()).collect(),
+        ..CodecOps::default()
+    }
 }
 
 /// `answer`.
@@ -272,8 +308,9 @@ pub(super) async fn answer(calls: &CallPool, body: &Dict) -> Dict {
     let Some(to_tag) = req.to_tag.clone() else {
         return reply::error(bridgepool_ng::offer::reasons::NO_TO_TAG);
     };
-    // Cheap and stateless for a call this replica never saw.
-    let Some(mut call) = calls.get(&req.call_id) else {
+    // Any replica: the offer's state is read from the call's worker. A call no worker holds is
+    // a cheap refusal that creates no state.
+    let Some(mut call) = calls.load(&req.call_id, true).await else {
         return reply::error(reasons::UNKNOWN_CALL_ID);
     };
     let Some(pending) = call.pending.clone() else {
@@ -290,10 +327,9 @@ pub(super) async fn answer(calls: &CallPool, body: &Dict) -> Dict {
     };
     let answerer_leg = pending.offerer_leg.other();
     let answerer = party(&audio);
-    let update = match &plan.decision {
+    let mut update = match &plan.decision {
         Decision::Passthrough => v1::UpdateSessionRequest {
             mode: Some(v1::SessionMode::Passthrough as i32),
-            to_tag: to_tag.clone(),
             ..remote_only(answerer_leg, &answerer)
         },
         Decision::Transcode {
@@ -302,28 +338,34 @@ pub(super) async fn answer(calls: &CallPool, body: &Dict) -> Dict {
             offerer_dtmf,
             answerer_dtmf,
         } => {
+            // `set` tunes the Opus we encode.
+            let set = settings(&call, &pending, &req);
             let (a, b) = match answerer_leg {
                 Leg::A => (
                     g711_leg(Some(&answerer), Some(answered), answerer_dtmf.as_ref()),
-                    opus_leg(Some(&pending.offerer), Some(offerer), offerer_dtmf.as_ref()),
+                    opus_leg(
+                        Some(&pending.offerer),
+                        Some(&set.set_on(offerer)),
+                        offerer_dtmf.as_ref(),
+                    ),
                 ),
                 Leg::B => (
                     g711_leg(Some(&pending.offerer), Some(offerer), offerer_dtmf.as_ref()),
-                    opus_leg(Some(&answerer), Some(answered), answerer_dtmf.as_ref()),
+                    opus_leg(
+                        Some(&answerer),
+                        Some(&set.set_on(answered)),
+                        answerer_dtmf.as_ref(),
+                    ),
                 ),
             };
             v1::UpdateSessionRequest {
                 leg_a: Some(a),
                 leg_b: Some(b),
                 mode: Some(v1::SessionMode::Transcode as i32),
-                to_tag: to_tag.clone(),
                 ..Default::default()
             }
         }
     };
-    if let Err(s) = calls.update(&call, update).await {
-        return reply::error(s.message());
-    }
     let sdp = match write(&req, &desc, call.local(pending.offerer_leg), &plan.out) {
         Ok(s) => s,
         Err(e) => return e,
@@ -338,6 +380,15 @@ pub(super) async fn answer(calls: &CallPool, body: &Dict) -> Dict {
     call.remotes[answerer_leg as usize] = Some(answerer.remote);
     call.transcoding = matches!(plan.decision, Decision::Transcode { .. });
     call.last_signal = unix_now();
-    calls.put(&req.call_id, call);
+    if call.deleted {
+        // A late answer (a 200 OK resent after the BYE): answered, the session left stopped.
+        return reply::ok().with("sdp", sdp);
+    }
+    // The worker's tags are the dialogue's (the answer to a callee's re-offer comes from the
+    // caller: its to-tag is the caller's).
+    update.to_tag = call.to_tag.clone().unwrap_or_default();
+    if let Err(s) = calls.update(&call, update).await {
+        return reply::error(s.message());
+    }
     reply::ok().with("sdp", sdp)
 }

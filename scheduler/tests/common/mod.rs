@@ -101,6 +101,8 @@ impl Replica {
                 .args(["--grpc-listen", &self.grpc.to_string()])
                 .args(["--metrics-listen", &self.metrics.to_string()])
                 .args(["--log", "warn"])
+                // Deleted calls end at once: the tests look at their teardown.
+                .args(["--ng-delete-delay", "0"])
                 .env("BRIDGEPOOL_NG_LISTEN", self.ng.to_string())
                 .stdout(Stdio::null())
                 .spawn()
@@ -138,6 +140,8 @@ pub struct Pool {
     worker: Option<Proc>,
     /// The worker's gRPC address.
     pub worker_grpc: SocketAddr,
+    /// The worker's /metrics address.
+    pub worker_metrics: SocketAddr,
 }
 
 impl Pool {
@@ -147,10 +151,11 @@ impl Pool {
         let addrs: Vec<Replica> = (0..replicas).map(|_| Replica::new()).collect();
         let schedulers = addrs.iter().map(|r| Some(r.start())).collect();
         let worker_grpc = local(free_port());
+        let worker_metrics = local(free_port());
         let mut worker = Command::new(worker_binary());
         worker
             .args(["--grpc-listen", &worker_grpc.to_string()])
-            .args(["--metrics-listen", &local(free_port()).to_string()])
+            .args(["--metrics-listen", &worker_metrics.to_string()])
             .args(["--worker-id", "ng-w1", "--heartbeat-interval", "250ms"])
             .args(["--cores", "0", "--log", "warn"])
             .args(worker_args)
@@ -163,6 +168,7 @@ impl Pool {
             schedulers,
             worker: Some(Proc(worker.spawn().unwrap())),
             worker_grpc,
+            worker_metrics,
         };
         for r in &pool.replicas {
             r.wait_for_worker().await;

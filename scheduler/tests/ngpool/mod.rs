@@ -68,8 +68,19 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
 }
 
 /// Starts a pool whose worker has a fixed session cost (`0.01`: plenty of room; `0.5`: one
-/// session) and RTP ports from `rtp_min`.
+/// session) and RTP ports from `rtp_min`. Deleted calls end at once (`--ng-delete-delay 0`):
+/// the tests look at their teardown.
 pub async fn start(name: &str, session_cost: &str, rtp_min: u16) -> Pool {
+    start_with(name, session_cost, rtp_min, &["--ng-delete-delay", "0"]).await
+}
+
+/// [`start`] with the scheduler's own options.
+pub async fn start_with(
+    name: &str,
+    session_cost: &str,
+    rtp_min: u16,
+    scheduler_args: &[&str],
+) -> Pool {
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let ng = free_udp();
     let scheduler_metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -80,6 +91,7 @@ pub async fn start(name: &str, session_cost: &str, rtp_min: u16) -> Pool {
             .args(["--metrics-listen", &scheduler_metrics.to_string()])
             .args(["--ng-listen", &ng.to_string()])
             .args(["--log", "warn"])
+            .args(scheduler_args)
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
