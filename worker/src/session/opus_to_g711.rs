@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{self, OpusDecoder, OpusError, SampleRate};
+use bridgepool_codecs::stretch;
 
 use super::config::{JitterBuffer, JitterMode};
 use super::g711_to_opus::{OPUS_TICKS_PER_SAMPLE, extend_ts};
@@ -122,6 +123,8 @@ pub(crate) struct OpusToG711 {
     /// Sum over frames sent of [`Self::delay`], microseconds, and how many frames.
     delay_sum_us: u64,
     delay_frames: u64,
+    /// Samples of silence sent just before the frame about to leave.
+    quiet_run: usize,
 }
 
 impl OpusToG711 {
@@ -164,6 +167,7 @@ impl OpusToG711 {
             lengthened_samples: 0,
             delay_sum_us: 0,
             delay_frames: 0,
+            quiet_run: 0,
         })
     }
 
@@ -532,10 +536,15 @@ impl OpusToG711 {
             return;
         }
         let target = self.target();
-        match jitter::adjust(&mut self.fifo, self.frame, delay, target) {
+        match jitter::adjust(&mut self.fifo, self.frame, delay, target, self.quiet_run) {
             Stretch::None => {}
             Stretch::Shortened(n) => self.shortened_samples += n as u64,
             Stretch::Lengthened(n) => self.lengthened_samples += n as u64,
+        }
+        if stretch::is_silent(&self.fifo[..self.frame]) {
+            self.quiet_run = self.quiet_run.saturating_add(self.frame);
+        } else {
+            self.quiet_run = 0;
         }
     }
 
