@@ -75,14 +75,14 @@ fn opus_leg_jitter_keeps_the_audio() {
             if reorder { "reordering" } else { "in order" }
         );
         assert!(adaptive > off, "{hi} {reorder}: {adaptive} vs off {off}");
-        if hi == 40 {
-            // 0.30 and 0.66 below clean when silence was cut at any quiet stretch (inside
-            // words too) and the target covered 95 % of packets; 0.22 and 0.16 now.
-            assert!(
-                adaptive >= clean - 0.26,
-                "5-40 ms: {adaptive} vs clean {clean}"
-            );
-        }
+        // The goal at 5-40 ms: within 0.2 of clean (3.57 and 3.59 against 3.75 now;
+        // 3.45 and 3.09 when silence was cut at any quiet stretch, inside words too, toward a
+        // 95th-percentile target). 5-80 ms: 3.55 and 3.65 now, 2.96 and 2.55 then.
+        let bar = if hi == 40 { 0.2 } else { 0.3 };
+        assert!(
+            adaptive >= clean - bar,
+            "5-{hi} ms: {adaptive} vs clean {clean}"
+        );
     }
 }
 

@@ -4,8 +4,8 @@
 //!
 //! The estimate follows NetEq's relative-delay design: each packet's transit time (arrival minus
 //! RTP timestamp) is compared with the fastest transit of the last couple of seconds, the excess
-//! goes into a histogram that forgets old packets exponentially, and the target delay is its 95th
-//! percentile. The sliding minimum makes a drifting sender clock look like no jitter at all, and
+//! goes into a histogram that forgets old packets exponentially (the first ones weigh as their
+//! average, so it learns within a few packets), and the target delay is its 99th percentile. The sliding minimum makes a drifting sender clock look like no jitter at all, and
 //! the forgetting lets the delay fall again when the network calms down.
 
 use std::time::{Duration, Instant};
@@ -43,6 +43,8 @@ pub(crate) struct DelayEstimator {
     next_slot: usize,
     /// The target in 48 kHz ticks, recomputed at each packet.
     target: i64,
+    /// Packets that reached the histogram.
+    observed: u32,
 }
 
 impl DelayEstimator {
@@ -59,6 +61,7 @@ impl DelayEstimator {
             in_current: 0,
             next_slot: 0,
             target: BUCKET_TICKS,
+            observed: 0,
         }
     }
 
@@ -90,10 +93,14 @@ impl DelayEstimator {
             return;
         };
         let bucket = ((transit - base) / BUCKET_TICKS).clamp(0, BUCKETS as i64 - 1) as usize;
+        // The first packets weigh as much as the average of those so far (NetEq's start-up
+        // forgetting): the clean-network prior gives way within a few late packets.
+        self.observed = self.observed.saturating_add(1);
+        let weight = (1.0 - FORGET).max(1.0 / (self.observed as f32 + 1.0));
         for p in &mut self.histogram {
-            *p *= FORGET;
+            *p *= 1.0 - weight;
         }
-        self.histogram[bucket] += 1.0 - FORGET;
+        self.histogram[bucket] += weight;
         let total: f32 = self.histogram.iter().sum();
         let mut above = 0.0;
         let mut quantile_bucket = 0;
