@@ -166,7 +166,7 @@ const SPEECH_GROW_BELOW: Duration = Duration::from_millis(20);
 const MIN_CORRELATION: f32 = 0.75;
 /// Cross-fade used when cutting or padding silence (5 ms).
 const SILENCE_FADE: usize = 40;
-/// Silence is cut only once this much of it has been sent (300 ms, 8 kHz samples): a pause
+/// Silence is cut or padded only once this much of it has been sent (300 ms, 8 kHz samples): a pause
 /// between sentences, not a stop inside a word (PESQ reads a cut inside an utterance as a time
 /// warp; docs/performance.md has the figures).
 const PAUSE: usize = 2400;
@@ -176,8 +176,8 @@ const CUT_HEADROOM: usize = 32;
 
 /// One step toward `target` for audio in `fifo` that is `delay` late, keeping at least `frame`
 /// samples to send now, after `quiet_run` samples of silence were sent. Speech moves by one pitch
-/// period where it repeats well; silence moves faster, up to a frame per step, and is cut only
-/// inside a pause ([`PAUSE`]).
+/// period where it repeats well; silence moves faster, up to a frame per step, and only inside a
+/// pause ([`PAUSE`]).
 pub(crate) fn adjust(
     fifo: &mut Vec<i16>,
     frame: usize,
@@ -212,6 +212,10 @@ pub(crate) fn adjust(
     } else if delay + GROW_BELOW < target {
         let missing = duration_to_samples(target - delay);
         if stretch::is_silent(window) {
+            // Padding, too, waits for a pause: inside a word it is the same time warp.
+            if quiet_run < PAUSE {
+                return Stretch::None;
+            }
             let count = missing
                 .min(frame)
                 .min(fifo.len().saturating_sub(SILENCE_FADE));
