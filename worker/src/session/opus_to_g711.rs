@@ -55,6 +55,9 @@ const EVENT_HOLD: u64 = 480;
 /// With the jitter buffer on, a timestamp gap of this many packets with no loss reported is a
 /// pause in the talk (DTX, silence suppression), not a lost packet.
 const SILENCE_GAP: usize = 3;
+/// Most missed ticks of the playout clock made up at once after a stall (200 ms at 20 ms);
+/// beyond, the clock starts again from now.
+const MAX_CATCH_UP: usize = 10;
 /// Beyond one packet in hand: arrival against output clock phase.
 const PHASE_MARGIN: Duration = Duration::from_millis(2);
 
@@ -465,13 +468,27 @@ impl OpusToG711 {
         outbox: &mut Outbox,
         pt: u8,
     ) {
-        let Some(deadline) = self.deadline else {
+        let Some(mut deadline) = self.deadline else {
             return;
         };
         if now < deadline {
             return;
         }
         let buffered = self.buffered();
+        if buffered {
+            // A late tick (the host stalled): the frames of the ticks missed leave now, so the
+            // output keeps its rate instead of falling behind the timestamps for good.
+            let mut caught = 0;
+            while deadline + self.ptime <= now
+                && self.fifo.len() >= self.frame
+                && caught < MAX_CATCH_UP
+            {
+                self.steer(deadline);
+                self.drain(now, out, outbox, pt, 1);
+                deadline += self.ptime;
+                caught += 1;
+            }
+        }
         if self.ends_with_input
             && (!buffered || self.fifo.len() < self.frame)
             && self.last_input.is_some_and(|t| {
