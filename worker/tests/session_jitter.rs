@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::quality;
-use bridgepool_worker::session::{JitterBuffer, JitterMode, Leg, SessionConfig};
+use bridgepool_worker::session::{Channel, JitterBuffer, JitterMode, Leg, SessionConfig};
 
 use common::*;
 
@@ -333,4 +333,42 @@ fn fixed_mode_holds_its_delay_and_off_adds_none() {
     );
     assert_eq!(off.session.jitter_buffer().delay, Duration::ZERO);
     assert!(g711_similarity(&off, &audio) > 0.9);
+}
+
+#[test]
+fn a_host_stall_does_not_slow_the_output_clock() {
+    let audio = speech_for(4);
+    let input = peer(true, false).stream(PT_B, &audio, 0x57, 1, 0);
+    let arrivals = no_delay(&input);
+    let mut h = session(JitterMode::Adaptive);
+    let t0 = h.t0;
+    let stall = Duration::from_millis(2000)..Duration::from_millis(2120);
+    for (at, bytes) in &arrivals {
+        if stall.contains(at) {
+            continue;
+        }
+        if *at >= stall.end && *at < stall.end + Duration::from_millis(20) {
+            // The host wakes: the datagrams queued meanwhile are read first, then the timers.
+            for (_, queued) in arrivals.iter().filter(|(t, _)| stall.contains(t)) {
+                h.session
+                    .handle_datagram(t0 + stall.end, Leg::B, Channel::Rtp, queued);
+            }
+            h.now = t0 + stall.end;
+            h.session.handle_timeout(h.now);
+            h.collect();
+        }
+        h.feed(t0 + *at, Leg::B, bytes);
+    }
+    let end = t0 + Duration::from_millis(3990);
+    h.advance(end);
+    let out = h.rtp_to(Leg::A);
+    let first = out.first().expect("output").at;
+    let expected = (end - first).as_millis() as usize / 20 + 1;
+    // Before the catch-up the clock sent one frame at the late tick and restarted from there:
+    // six frames short for the rest of the call.
+    assert!(
+        out.len() + 1 >= expected,
+        "{} frames sent, {expected} ticks",
+        out.len()
+    );
 }

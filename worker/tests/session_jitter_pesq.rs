@@ -24,17 +24,21 @@ enum Net {
 /// PESQ NB of 20 s of speech sent by an Opus peer through `net`, out of the G.711 leg, and
 /// the mean delay the jitter buffer added (ms).
 fn pesq(net: &Net, mode: JitterMode, fec: bool) -> (f64, f64) {
-    let audio: Vec<i16> = speech_for(20);
+    pesq_of(&speech_for(20), net, 21, mode, fec)
+}
+
+/// [`pesq`] for any 8 kHz `audio` and jitter seed.
+fn pesq_of(audio: &[i16], net: &Net, seed: u64, mode: JitterMode, fec: bool) -> (f64, f64) {
     let peer = OpusPeer {
         fec,
         dtx: false,
         loss_pct: if fec { 10 } else { 0 },
         ptime_ms: 20,
     };
-    let input = peer.stream(PT_B, &audio, 0x99, 1, 0);
+    let input = peer.stream(PT_B, audio, 0x99, 1, 0);
     let arrivals = match *net {
         Net::Clean => no_delay(&input),
-        Net::Jitter { hi, reorder } => Jitter::new(21, 0.3, 5, hi, reorder).apply(&input),
+        Net::Jitter { hi, reorder } => Jitter::new(seed, 0.3, 5, hi, reorder).apply(&input),
         Net::Loss(p) => {
             let mut n = Netem::new(22);
             n.loss = p;
@@ -46,10 +50,10 @@ fn pesq(net: &Net, mode: JitterMode, fec: bool) -> (f64, f64) {
     let mut h = Harness::new(cfg);
     play(&mut h, Leg::B, &arrivals, Duration::from_millis(300));
     let decoded = decode_g711_output(&h.rtp_to(Leg::A), Law::Ulaw, PT_A);
-    let lag = similarity(&audio, &decoded).lag.max(0) as usize;
+    let lag = similarity(audio, &decoded).lag.max(0) as usize;
     let mut aligned: Vec<i16> = decoded.into_iter().skip(lag).collect();
     aligned.resize(audio.len(), 0);
-    let raw = pesq::pesq_8k(&audio, &aligned).expect("pesq");
+    let raw = pesq::pesq_8k(audio, &aligned).expect("pesq");
     (
         f64::from(pesq::score::mos_lqo(f64::from(raw))),
         h.session.jitter_buffer().mean_delay.as_secs_f64() * 1000.0,
@@ -71,12 +75,14 @@ fn opus_leg_jitter_keeps_the_audio() {
             if reorder { "reordering" } else { "in order" }
         );
         assert!(adaptive > off, "{hi} {reorder}: {adaptive} vs off {off}");
-        if hi == 40 && reorder {
-            assert!(
-                adaptive >= clean - 0.4,
-                "5-40 ms: {adaptive} vs clean {clean}"
-            );
-        }
+        // The goal at 5-40 ms: within 0.2 of clean (3.57 and 3.59 against 3.75 now;
+        // 3.45 and 3.09 when silence was cut at any quiet stretch, inside words too, toward a
+        // 95th-percentile target). 5-80 ms: 3.53 and 3.65 now, 2.96 and 2.55 then.
+        let bar = if hi == 40 { 0.2 } else { 0.3 };
+        assert!(
+            adaptive >= clean - bar,
+            "5-{hi} ms: {adaptive} vs clean {clean}"
+        );
     }
 }
 
@@ -90,5 +96,101 @@ fn fec_gain_on_opus_leg_loss() {
             p * 100.0
         );
         assert!(with > without, "{p}: FEC {with} vs {without}");
+    }
+}
+
+/// 20 s of each test voice at 8 kHz: the two halves of `speech_8k` and the 48 kHz fixtures
+/// (repeated with half a second of silence between takes).
+fn voices() -> Vec<(&'static str, Vec<i16>)> {
+    let long = speech_for(40);
+    let mut out = vec![
+        ("speech_8k a", long[..160_000].to_vec()),
+        ("speech_8k b", long[160_000..].to_vec()),
+    ];
+    for name in ["en_male", "en_female", "de_male", "es_female", "recorded"] {
+        let path = format!(
+            "{}/../testdata/speech/{name}_48k.wav",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let wide: Vec<i16> = hound::WavReader::open(&path)
+            .expect("voice")
+            .samples::<i16>()
+            .map(|s| s.expect("sample"))
+            .collect();
+        let take = bridgepool_codecs::resample::resample_all(&wide, 48_000, 8_000).expect("8 kHz");
+        let mut v = Vec::with_capacity(160_000);
+        while v.len() < 160_000 {
+            v.extend_from_slice(&take);
+            v.resize(v.len() + 4000, 0);
+        }
+        v.truncate(160_000);
+        out.push((name, v));
+    }
+    out
+}
+
+/// The jitter rows over every voice and three seeds (slow: about a hundred PESQ runs), for
+/// tuning the buffer: `cargo test -p bridgepool-worker --test session_jitter_pesq -- --ignored
+/// --nocapture jitter_matrix`. `JB_SEEDS` (default 3) and `JB_VOICES` (default all) cut it down.
+#[test]
+#[ignore]
+fn jitter_matrix() {
+    let seeds: u64 = std::env::var("JB_SEEDS").map_or(3, |s| s.parse().expect("JB_SEEDS"));
+    let nvoices: usize =
+        std::env::var("JB_VOICES").map_or(usize::MAX, |s| s.parse().expect("JB_VOICES"));
+    let nets = [
+        (
+            "+5-40 reorder",
+            Net::Jitter {
+                hi: 40,
+                reorder: true,
+            },
+        ),
+        (
+            "+5-40 in order",
+            Net::Jitter {
+                hi: 40,
+                reorder: false,
+            },
+        ),
+        (
+            "+5-80 reorder",
+            Net::Jitter {
+                hi: 80,
+                reorder: true,
+            },
+        ),
+        (
+            "+5-80 in order",
+            Net::Jitter {
+                hi: 80,
+                reorder: false,
+            },
+        ),
+    ];
+    let mut sums = vec![(0.0, 0.0, 0.0); nets.len()];
+    let mut count = 0.0;
+    for (name, audio) in voices().into_iter().take(nvoices) {
+        let (clean, clean_delay) = pesq_of(&audio, &Net::Clean, 1, JitterMode::Adaptive, true);
+        let mut line = format!("{name:12} clean {clean:.2} ({clean_delay:.0} ms)");
+        for seed in 0..seeds {
+            for (i, (label, net)) in nets.iter().enumerate() {
+                let (q, d) = pesq_of(&audio, net, 21 + seed, JitterMode::Adaptive, true);
+                line += &format!(" | {label} s{seed} {q:.2} ({d:.0})");
+                sums[i].0 += q;
+                sums[i].1 += q - clean;
+                sums[i].2 += d;
+            }
+            count += 1.0;
+        }
+        eprintln!("{line}");
+    }
+    for ((label, _), (q, dq, d)) in nets.iter().zip(&sums) {
+        eprintln!(
+            "mean {label}: {:.3} (vs clean {:+.3}), delay {:.0} ms",
+            q / count,
+            dq / count,
+            d / count
+        );
     }
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{self, OpusDecoder, OpusError, SampleRate};
+use bridgepool_codecs::stretch;
 
 use super::config::{JitterBuffer, JitterMode};
 use super::g711_to_opus::{OPUS_TICKS_PER_SAMPLE, extend_ts};
@@ -54,6 +55,9 @@ const EVENT_HOLD: u64 = 480;
 /// With the jitter buffer on, a timestamp gap of this many packets with no loss reported is a
 /// pause in the talk (DTX, silence suppression), not a lost packet.
 const SILENCE_GAP: usize = 3;
+/// Most missed ticks of the playout clock made up at once after a stall (200 ms at 20 ms);
+/// beyond, the clock starts again from now.
+const MAX_CATCH_UP: usize = 10;
 /// Beyond one packet in hand: arrival against output clock phase.
 const PHASE_MARGIN: Duration = Duration::from_millis(2);
 
@@ -122,6 +126,8 @@ pub(crate) struct OpusToG711 {
     /// Sum over frames sent of [`Self::delay`], microseconds, and how many frames.
     delay_sum_us: u64,
     delay_frames: u64,
+    /// Samples of silence sent just before the frame about to leave.
+    quiet_run: usize,
 }
 
 impl OpusToG711 {
@@ -164,6 +170,7 @@ impl OpusToG711 {
             lengthened_samples: 0,
             delay_sum_us: 0,
             delay_frames: 0,
+            quiet_run: 0,
         })
     }
 
@@ -461,13 +468,27 @@ impl OpusToG711 {
         outbox: &mut Outbox,
         pt: u8,
     ) {
-        let Some(deadline) = self.deadline else {
+        let Some(mut deadline) = self.deadline else {
             return;
         };
         if now < deadline {
             return;
         }
         let buffered = self.buffered();
+        if buffered {
+            // A late tick (the host stalled): the frames of the ticks missed leave now, so the
+            // output keeps its rate instead of falling behind the timestamps for good.
+            let mut caught = 0;
+            while deadline + self.ptime <= now
+                && self.fifo.len() >= self.frame
+                && caught < MAX_CATCH_UP
+            {
+                self.steer(deadline);
+                self.drain(now, out, outbox, pt, 1);
+                deadline += self.ptime;
+                caught += 1;
+            }
+        }
         if self.ends_with_input
             && (!buffered || self.fifo.len() < self.frame)
             && self.last_input.is_some_and(|t| {
@@ -532,10 +553,15 @@ impl OpusToG711 {
             return;
         }
         let target = self.target();
-        match jitter::adjust(&mut self.fifo, self.frame, delay, target) {
+        match jitter::adjust(&mut self.fifo, self.frame, delay, target, self.quiet_run) {
             Stretch::None => {}
             Stretch::Shortened(n) => self.shortened_samples += n as u64,
             Stretch::Lengthened(n) => self.lengthened_samples += n as u64,
+        }
+        if stretch::is_silent(&self.fifo[..self.frame]) {
+            self.quiet_run = self.quiet_run.saturating_add(self.frame);
+        } else {
+            self.quiet_run = 0;
         }
     }
 
