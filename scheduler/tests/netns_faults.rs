@@ -163,8 +163,10 @@ async fn a_killed_worker_costs_its_own_calls_only() {
     let mut survivors = 0;
     for call in &calls {
         if call.worker == "w1" {
-            // Nothing comes from a killed process (one packet may have been in flight).
-            assert!(call.received_after(killed + Duration::from_millis(50)) == 0);
+            // Nothing comes from a killed process. Arrivals are stamped when the media thread
+            // reads them: a stall of that thread may hold what was in flight at the kill.
+            let late = call.received_after(killed + Duration::from_millis(500));
+            assert_eq!(late, 0, "{} packets from a killed worker", late);
         } else {
             packets += intact(call);
             survivors += 1;

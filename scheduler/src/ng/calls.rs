@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bridgepool_proto::v1;
 use bridgepool_sdp::{Codec, CodecOps};
@@ -72,6 +72,8 @@ pub struct Call {
     pub created: u64,
     /// Unix seconds of the last offer or answer.
     pub last_signal: u64,
+    /// Unix milliseconds of the same: orders two sessions signalled within one second.
+    pub last_signal_ms: u64,
     /// Deleted and kept for its delete delay, media stopped (see [`CallPool::delete`]).
     pub deleted: bool,
 }
@@ -106,9 +108,14 @@ impl Call {
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+/// Unix milliseconds now.
+pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A session found on a worker (`FindSessions`' answer).
@@ -126,12 +133,51 @@ pub struct Found {
     pub figures: (v1::LegStats, v1::LegStats),
 }
 
+/// How long a call's worker hint is kept. A message of an older call asks every worker: a
+/// hint only saves round trips, and the calls that end on their worker (media timeout, a BYE
+/// that never reached us) would otherwise stay in the index for good.
+const HINT_AGE: Duration = Duration::from_secs(3600);
+/// Inserts between two sweeps of hints older than [`HINT_AGE`].
+const HINT_SWEEP_EVERY: u32 = 1024;
+
+/// The index of the offer/answer calls: a hint per call-id, swept of old ones now and then.
+#[derive(Default)]
+struct Hints {
+    by_call: HashMap<String, (Arc<str>, Instant)>,
+    inserts: u32,
+}
+
+impl Hints {
+    fn get(&self, call_id: &str) -> Option<Arc<str>> {
+        self.by_call.get(call_id).map(|(w, _)| w.clone())
+    }
+
+    fn insert(&mut self, call_id: &str, worker: Arc<str>, now: Instant) {
+        self.by_call.insert(call_id.to_owned(), (worker, now));
+        self.inserts += 1;
+        if self.inserts >= HINT_SWEEP_EVERY {
+            self.inserts = 0;
+            self.by_call
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < HINT_AGE);
+        }
+    }
+
+    fn remove(&mut self, call_id: &str) {
+        self.by_call.remove(call_id);
+    }
+
+    fn len(&self) -> usize {
+        self.by_call.len()
+    }
+}
+
 /// Worker calls and the index of the offer/answer calls.
 pub struct CallPool {
     state: Arc<SchedulerState>,
     rng: Mutex<StdRng>,
-    /// Call-id -> the worker this replica last used for it: a hint, checked at every use.
-    calls: Mutex<HashMap<String, Arc<str>>>,
+    /// Call-id -> the worker this replica last used for it, and when: a hint, checked at every
+    /// use, forgotten after [`HINT_AGE`] (calls that end by timeout are never deleted here).
+    calls: Mutex<Hints>,
     /// Seconds a deleted call is kept when the delete names no delay.
     delete_delay: u32,
 }
@@ -170,7 +216,7 @@ impl CallPool {
         Self {
             state,
             rng: Mutex::new(StdRng::from_os_rng()),
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::new(Hints::default()),
             delete_delay: DEFAULT_DELETE_DELAY,
         }
     }
@@ -185,7 +231,7 @@ impl CallPool {
         self.delete_delay
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
+    fn index(&self) -> std::sync::MutexGuard<'_, Hints> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -200,17 +246,22 @@ impl CallPool {
         let found = self.find_from(call_id, anywhere, false).await;
         // Two sessions under one call-id (an offer retried on another node after a timeout): the
         // one signalled last carries the call.
-        let call = found
-            .into_iter()
-            .filter_map(|f| f.call)
-            .max_by_key(|c| (!c.deleted, c.last_signal, c.created))?;
+        let call = found.into_iter().filter_map(|f| f.call).max_by_key(|c| {
+            (
+                !c.deleted,
+                c.last_signal_ms,
+                c.created,
+                c.session_id.clone(),
+            )
+        })?;
         self.remember(call_id, &call);
         Some(call)
     }
 
     /// Notes where `call` is, for the next message of the call.
     pub fn remember(&self, call_id: &str, call: &Call) {
-        self.index().insert(call_id.to_owned(), call.worker.clone());
+        self.index()
+            .insert(call_id, call.worker.clone(), Instant::now());
     }
 
     /// Calls this replica knows where to find.
@@ -290,7 +341,7 @@ impl CallPool {
     }
 
     async fn find_from(&self, call_id: &str, anywhere: bool, figures: bool) -> Vec<Found> {
-        let hint = self.index().get(call_id).cloned();
+        let hint = self.index().get(call_id);
         if let Some(worker) = &hint {
             let first: Vec<_> = self
                 .targets(Some(worker))
@@ -367,9 +418,11 @@ impl CallPool {
         let found = self.find(call_id, delay > 0).await;
         let mut out = Vec::new();
         for f in found {
+            // Not this branch's call: unanswered (a branch that failed while another rings) or
+            // answered by another branch.
             if let (Some(tag), Some(call)) = (branch, &f.call)
                 && call.from_tag != tag
-                && call.to_tag.as_deref().is_some_and(|t| t != tag)
+                && call.to_tag.as_deref() != Some(tag)
             {
                 continue;
             }
@@ -417,7 +470,9 @@ impl CallPool {
                 }
             }
         }
-        if delay == 0 && !out.is_empty() {
+        // Deleted, delayed or not: a late message of the call asks every worker (a delayed
+        // call ends on its worker, where nothing would tell this index).
+        if !out.is_empty() {
             self.index().remove(call_id);
         }
         out
@@ -459,5 +514,38 @@ impl CallPool {
             address(created.leg_a_local.as_ref())?,
             address(created.leg_b_local.as_ref())?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_of_calls_nobody_deleted_are_swept_after_their_age() {
+        let t0 = Instant::now();
+        let worker: Arc<str> = Arc::from("w1");
+        let mut hints = Hints::default();
+        // Calls that ended on their worker: never deleted through this replica.
+        for i in 0..100 {
+            hints.insert(&format!("old-{i}"), worker.clone(), t0);
+        }
+        let later = t0 + HINT_AGE + Duration::from_secs(1);
+        for i in 0..HINT_SWEEP_EVERY {
+            hints.insert(&format!("new-{i}"), worker.clone(), later);
+        }
+        assert_eq!(hints.get("old-0"), None);
+        assert_eq!(hints.len(), HINT_SWEEP_EVERY as usize);
+        assert_eq!(hints.get("new-0").as_deref(), Some("w1"));
+    }
+
+    #[test]
+    fn young_hints_survive_a_sweep() {
+        let t0 = Instant::now();
+        let mut hints = Hints::default();
+        for i in 0..HINT_SWEEP_EVERY {
+            hints.insert(&format!("c-{i}"), Arc::from("w2"), t0);
+        }
+        assert_eq!(hints.len(), HINT_SWEEP_EVERY as usize);
     }
 }

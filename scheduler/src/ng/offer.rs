@@ -20,7 +20,7 @@ use bridgepool_sdp::{
     plan_answer, plan_offer,
 };
 
-use super::calls::{Call, CallPool, PendingOffer, unix_now};
+use super::calls::{Call, CallPool, PendingOffer, unix_now_ms};
 use super::legs::{Leg, Party, g711_leg, opus_leg};
 use super::pool::PlaceError;
 use super::state;
@@ -173,7 +173,8 @@ async fn new_call(
         jitter: None,
         signalling: Vec::new(),
     };
-    let now = unix_now();
+    let now_ms = unix_now_ms();
+    let now = now_ms / 1000;
     // The placement is filled in from the worker's answer; the state it keeps holds none of it.
     let unplaced: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
     let mut call = Call {
@@ -191,6 +192,7 @@ async fn new_call(
         transcoding: false,
         created: now,
         last_signal: now,
+        last_signal_ms: now_ms,
         deleted: false,
     };
     let out = plan.out.clone();
@@ -219,7 +221,8 @@ fn remember_offer(call: &mut Call, req: &SdpRequest, leg: Leg, offerer: Party, p
         call.labels.retain(|(t, _)| *t != req.from_tag);
         call.labels.push((req.from_tag.clone(), label.clone()));
     }
-    call.last_signal = unix_now();
+    call.last_signal_ms = unix_now_ms();
+    call.last_signal = call.last_signal_ms / 1000;
     call.pending = Some(PendingOffer {
         offerer_tag: req.from_tag.clone(),
         offerer_leg: leg,
@@ -379,7 +382,8 @@ pub(super) async fn answer(calls: &CallPool, body: &Dict) -> Dict {
     }
     call.remotes[answerer_leg as usize] = Some(answerer.remote);
     call.transcoding = matches!(plan.decision, Decision::Transcode { .. });
-    call.last_signal = unix_now();
+    call.last_signal_ms = unix_now_ms();
+    call.last_signal = call.last_signal_ms / 1000;
     if call.deleted {
         // A late answer (a 200 OK resent after the BYE): answered, the session left stopped.
         return reply::ok().with("sdp", sdp);

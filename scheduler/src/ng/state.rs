@@ -189,6 +189,7 @@ pub(super) fn encode(call: &Call) -> Vec<u8> {
         created: call.created,
         last_signal: call.last_signal,
         deleted: call.deleted,
+        last_signal_ms: call.last_signal_ms,
     }
     .encode_to_vec()
 }
@@ -227,6 +228,7 @@ pub(super) fn decode(worker: Arc<str>, found: &v1::FoundSession) -> Option<Call>
         created: s.created,
         last_signal: s.last_signal,
         deleted: s.deleted,
+        last_signal_ms: s.last_signal_ms,
     })
 }
 
@@ -267,6 +269,7 @@ mod tests {
             transcoding: true,
             created: 1_700_000_000,
             last_signal: 1_700_000_005,
+            last_signal_ms: 1_700_000_005_250,
             deleted: true,
         }
     }

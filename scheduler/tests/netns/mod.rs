@@ -149,6 +149,25 @@ impl Drop for Net {
 }
 
 /// Whether util-linux's `setpriv` (with `--pdeathsig`) is installed.
+/// Whether this process may build namespaces and links (CAP_NET_ADMIN in its effective set)
+/// and `ip` is there to do it.
+pub fn may_build() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let has_ip = Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    caps & (1 << CAP_NET_ADMIN) != 0 && has_ip
+}
+
 fn has_setpriv() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {

@@ -665,6 +665,7 @@ impl Shard {
             };
             *timer = None;
             ran = true;
+            self.meter.timer();
             if now.saturating_duration_since(deadline) > MISS_TOLERANCE {
                 self.meter.miss(&self.figures);
             }
