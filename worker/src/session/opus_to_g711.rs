@@ -547,7 +547,7 @@ impl OpusToG711 {
         self.delay_frames += 1;
         if delay > self.jitter.max_delay {
             let cut = duration_to_samples(delay - self.jitter.max_delay)
-                .min(self.fifo.len() - self.frame);
+                .min(self.fifo.len().saturating_sub(self.frame));
             self.fifo.drain(..cut);
             self.shortened_samples += cut as u64;
             return;
@@ -558,7 +558,9 @@ impl OpusToG711 {
             Stretch::Shortened(n) => self.shortened_samples += n as u64,
             Stretch::Lengthened(n) => self.lengthened_samples += n as u64,
         }
-        if stretch::is_silent(&self.fifo[..self.frame]) {
+        // Shortening may have left less than a frame (the tick conceals the rest).
+        let head = &self.fifo[..self.frame.min(self.fifo.len())];
+        if !head.is_empty() && stretch::is_silent(head) {
             self.quiet_run = self.quiet_run.saturating_add(self.frame);
         } else {
             self.quiet_run = 0;
