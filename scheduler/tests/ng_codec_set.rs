@@ -11,26 +11,13 @@ use std::time::Duration;
 
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::rtp::{RtpHeader, RtpPacket, is_rtcp};
-use bridgepool_ng::client;
 use bridgepool_ng::{Dict, Value};
 use bridgepool_sdp::Description;
+use common::{sdp, udp_socket as socket};
 
+/// One ng request that must succeed.
 fn ng(sock: &UdpSocket, to: SocketAddr, cookie: &str, body: &Dict) -> Dict {
-    let raw = common::ask(sock, to, &client::frame(cookie, body));
-    client::parse_reply(&raw, cookie).expect("refused")
-}
-
-fn sdp(port: u16, m: &str, attrs: &str) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP {m}\r\n{attrs}"
-    )
-}
-
-fn socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
+    common::ng(sock, to, cookie, body).expect("refused")
 }
 
 /// Mean Opus payload size the callee receives for 2 s of a PCMU tone, with `codec` on the offer.

@@ -14,40 +14,18 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use bridgepool_codecs::rtp::{RtpHeader, RtpPacket, is_rtcp};
-use bridgepool_ng::client::{self, ReplyError};
 use bridgepool_ng::{Dict, Value};
 use bridgepool_proto::v1;
 use bridgepool_proto::v1::worker_client::WorkerClient;
 use bridgepool_sdp::Description;
+use common::{ng, sdp, udp_socket as socket};
 use tonic::transport::Channel;
-
-fn ng(sock: &UdpSocket, to: SocketAddr, cookie: &str, body: &Dict) -> Result<Dict, String> {
-    let raw = common::ask(sock, to, &client::frame(cookie, body));
-    match client::parse_reply(&raw, cookie) {
-        Ok(d) => Ok(d),
-        Err(ReplyError::Refused { reason }) => Err(reason),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn sdp(port: u16, m: &str, attrs: &str) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP {m}\r\n{attrs}"
-    )
-}
 
 fn request(command: &str, call: &str) -> Dict {
     Dict::new()
         .with("command", command)
         .with("call-id", call)
         .with("from-tag", "caller")
-}
-
-fn socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
 }
 
 /// The Opus callee's answer.

@@ -13,7 +13,6 @@ use std::time::Duration;
 use bridgepool_codecs::g711::Law;
 use bridgepool_codecs::opus::{EncoderConfig, OpusDecoder, OpusEncoder, SampleRate};
 use bridgepool_codecs::rtp::{RtpHeader, RtpPacket};
-use bridgepool_ng::client::{self, ReplyError};
 use bridgepool_ng::{Dict, Value};
 use bridgepool_proto::v1;
 use bridgepool_proto::v1::worker_client::WorkerClient;
@@ -21,24 +20,7 @@ use bridgepool_sdp::{Audio, Description};
 
 mod common;
 
-use common::{Pool, ask};
-
-/// One ng request; the reply body, or the refusal's reason.
-fn ng(sock: &UdpSocket, to: SocketAddr, cookie: &str, body: &Dict) -> Result<Dict, String> {
-    let raw = ask(sock, to, &client::frame(cookie, body));
-    match client::parse_reply(&raw, cookie) {
-        Ok(d) => Ok(d),
-        Err(ReplyError::Refused { reason }) => Err(reason),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn sdp(port: u16, m: &str, attrs: &str) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP {m}\r\n{attrs}"
-    )
-}
+use common::{Pool, ng, sdp, udp_socket as socket};
 
 fn opus_sdp(port: u16) -> String {
     sdp(
@@ -152,12 +134,6 @@ fn assert_transcoded(at_a: &[(u8, Vec<u8>)], at_b: &[(u8, Vec<u8>)], when: &str)
     for (_, p) in opus {
         assert_eq!(decoder.decode(p, &mut pcm).unwrap(), 960, "{when}");
     }
-}
-
-fn socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
 }
 
 #[tokio::test(flavor = "multi_thread")]

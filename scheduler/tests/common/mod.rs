@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bridgepool_ng::Dict;
+use bridgepool_ng::client::{self, ReplyError};
 use bridgepool_proto::v1;
 use bridgepool_proto::v1::scheduler_client::SchedulerClient;
 
@@ -73,6 +75,31 @@ pub fn ask(sock: &UdpSocket, to: SocketAddr, datagram: &[u8]) -> Vec<u8> {
     let (n, _) = sock.recv_from(&mut buf).expect("no ng reply");
     buf.truncate(n);
     buf
+}
+
+/// One ng request; the reply body, or the refusal's reason (`error-reason`).
+pub fn ng(sock: &UdpSocket, to: SocketAddr, cookie: &str, body: &Dict) -> Result<Dict, String> {
+    let raw = ask(sock, to, &client::frame(cookie, body));
+    match client::parse_reply(&raw, cookie) {
+        Ok(d) => Ok(d),
+        Err(ReplyError::Refused { reason }) => Err(reason),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A one-stream audio SDP on loopback: `m` the payload types, `attrs` the attribute lines.
+pub fn sdp(port: u16, m: &str, attrs: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {m}\r\n{attrs}"
+    )
+}
+
+/// A loopback UDP socket that gives up reading after 5 s.
+pub fn udp_socket() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
 }
 
 /// One scheduler replica's addresses; they stay the same across a restart.
