@@ -149,3 +149,21 @@ pub fn request(
         ..Default::default()
     }
 }
+
+/// Reads every Opus packet (payload type 111) waiting on `peer` and checks that at least
+/// `at_least` came and that their sequence numbers have no gap; `what` names the call.
+pub fn assert_opus_whole(peer: &std::net::UdpSocket, at_least: usize, what: &str) {
+    let mut seqs = Vec::new();
+    let mut buf = [0u8; 1500];
+    while let Ok(len) = peer.recv(&mut buf) {
+        if let Ok(p) = bridgepool_codecs::rtp::RtpPacket::parse(&buf[..len])
+            && p.payload_type() == 111
+        {
+            seqs.push(p.sequence_number());
+        }
+    }
+    assert!(seqs.len() >= at_least, "{what}: {} packets", seqs.len());
+    for pair in seqs.windows(2) {
+        assert_eq!(pair[1], pair[0].wrapping_add(1), "{what}: a gap");
+    }
+}
