@@ -2,7 +2,8 @@
 # PESQ under seeded network impairments (issue 11): the same loadgen load, the same seeded
 # impairment pattern, against rtpengine and against bridgepool (the loadgen's embedded pool) with
 # its jitter buffer adaptive and off. Prints one line per scenario and system: PESQ NB mean and
-# min per direction over the sampled calls, and the loss the receiver saw.
+# min per direction over the sampled calls, and the loss the receiver saw. `b-loss-5-fec` has
+# the Opus clients expect the 5 % loss they suffer (as WebRTC sets it from RTCP), so they send FEC.
 #
 #   scripts/impair-table.sh [OUT_DIR]          (default target/impair)
 #
@@ -30,6 +31,7 @@ declare -A scenario=(
   [b-jitter-80-inorder]="--impair-b-tx jitter=30/5-80,order=keep"
   [b-loss-2]="--impair-b-tx loss=2"
   [b-loss-5]="--impair-b-tx loss=5"
+  [b-loss-5-fec]="--impair-b-tx loss=5 --client-loss 5"
   [b-loss-10]="--impair-b-tx loss=10"
   [b-burst-5]="--impair-b-tx burst=5/3"
   [a-loss-2]="--impair-a-tx loss=2"
@@ -37,7 +39,7 @@ declare -A scenario=(
   [a-loss-10]="--impair-a-tx loss=10"
   [a-burst-5]="--impair-a-tx burst=5/3"
 )
-order="clean b-jitter-40 b-jitter-40-inorder b-jitter-80 b-jitter-80-inorder b-loss-2 b-loss-5 b-loss-10 b-burst-5 a-loss-2 a-loss-5 a-loss-10 a-burst-5"
+order="clean b-jitter-40 b-jitter-40-inorder b-jitter-80 b-jitter-80-inorder b-loss-2 b-loss-5 b-loss-5-fec b-loss-10 b-burst-5 a-loss-2 a-loss-5 a-loss-10 a-burst-5"
 names=${SCENARIOS:-$order}
 
 tmp=$(mktemp -d)

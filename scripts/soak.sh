@@ -10,7 +10,9 @@
 #
 # Environment: MINUTES=30, SAMPLE=10 (seconds), SHARE=0.7 (of capacity), MIN_CALL=10s,
 # MAX_CALL=60s, PROFILE=release (or debug: quicker to build, the session glue unoptimised),
-# ADMISSION=0.8 (the worker's admission busy share). A 30-minute run is a benchmark: record its
+# ADMISSION=0.8 (the worker's admission busy share), CALLS (churn this many instead of SHARE), BIN (a directory of binaries to run instead of
+# building), WORKER_LOG (the worker's log filter), STOP_WAIT=60 (seconds the worker may take to
+# exit after SIGTERM at the end before its stacks are dumped). A 30-minute run is a benchmark: record its
 # figures in docs/reliability.md with the machine and what else ran on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +26,12 @@ max_call=${MAX_CALL:-60s}
 profile=${PROFILE:-release}
 flag=()
 [ "$profile" = release ] && flag=(--release)
-cargo build "${flag[@]}" --locked -q -p bridgepool-worker -p bridgepool-scheduler -p bridgepool-loadgen
-bin=target/$profile
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN # binaries built elsewhere (an A/B against an older build)
+else
+  cargo build "${flag[@]}" --locked -q -p bridgepool-worker -p bridgepool-scheduler -p bridgepool-loadgen
+  bin=target/$profile
+fi
 cores=$(nproc)
 media_core=$(( cores > 1 ? 1 : 0 ))
 grpc=127.0.0.1:50471 wmetrics=127.0.0.1:9471 sgrpc=127.0.0.1:50472 smetrics=127.0.0.1:9472
@@ -44,7 +50,8 @@ pids+=("$spid")
 "$bin/bridgepool-worker" --grpc-listen "$grpc" --metrics-listen "$wmetrics" \
   --rtp-port-min 52000 --rtp-port-max 59999 --cores "$media_core" \
   --admission-busy "${ADMISSION:-0.8}" --worker-id soak --heartbeat-interval 500ms \
-  --scheduler "http://$sgrpc" --log warn 2> "$out/worker.log" &
+  --scheduler "http://$sgrpc" --log "${WORKER_LOG:-warn,bridgepool_worker::server=info}" \
+  2> "$out/worker.log" &
 wpid=$!
 pids+=("$wpid")
 
@@ -60,10 +67,10 @@ busy() {
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 row() {
-  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$1" "$(date +%s)" "$(rss_kb "$wpid")" "$(fds "$wpid")" \
+  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$1" "$(date +%s)" "$(rss_kb "$wpid")" "$(fds "$wpid")" \
     "$(metric "$wmetrics" bridgepool_worker_ports_in_use)" \
     "$(metric "$wmetrics" bridgepool_worker_sessions)" "$(rss_kb "$spid")" "$(fds "$spid")" \
-    "$(busy)"
+    "$(metric "$wmetrics" bridgepool_worker_deadline_misses_total)" "$(busy)"
 }
 
 # The worker measures its capacity at start, then registers with the scheduler.
@@ -75,12 +82,12 @@ for _ in $(seq 300); do
 done
 capacity=${capacity%.*}
 [ "$capacity" -gt 0 ] || { echo "the worker never reported a capacity" >&2; exit 1; }
-calls=$(awk -v c="$capacity" -v s="$share" 'BEGIN { n = int(c * s); print (n < 1 ? 1 : n) }')
+calls=${CALLS:-$(awk -v c="$capacity" -v s="$share" 'BEGIN { n = int(c * s); print (n < 1 ? 1 : n) }')}
 sleep 2
 echo "worker capacity $capacity sessions; churning $calls calls (${share} of it) for ${minutes} min"
 
 samples="$out/samples.csv"
-echo "phase,unix_s,worker_rss_kb,worker_fds,ports_in_use,sessions,scheduler_rss_kb,scheduler_fds,core_busy" > "$samples"
+echo "phase,unix_s,worker_rss_kb,worker_fds,ports_in_use,sessions,scheduler_rss_kb,scheduler_fds,deadline_misses,core_busy" > "$samples"
 row idle-before >> "$samples"
 
 taskset -c 0 "$bin/bridgepool-loadgen" churn --calls "$calls" --duration "${minutes}m" \
@@ -119,3 +126,20 @@ awk -F, -v warm="$warm" '
   END { print head; print before; if (first != "") print first; if (last != "") print last; print after }
 ' "$samples" | column -s, -t | tee "$out/summary.txt"
 grep -E '^(total|calls)|refused|lost' "$out/loadgen.txt" | head -8 || true
+
+# The worker alone gets SIGTERM, as a scale-in sends it: with nothing live it must exit within
+# the gRPC close grace (5 s). A worker still running after STOP_WAIT seconds has its threads'
+# stacks written to worker-stacks.txt (gdb) before it is killed.
+kill -TERM "$wpid"
+stopped=$(date +%s%N)
+for _ in $(seq $(( ${STOP_WAIT:-60} * 10 ))); do
+  kill -0 "$wpid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$wpid" 2>/dev/null; then
+  echo "worker still running ${STOP_WAIT:-60} s after SIGTERM; stacks in $out/worker-stacks.txt" | tee -a "$out/summary.txt"
+  gdb -p "$wpid" -batch -ex 'thread apply all bt' > "$out/worker-stacks.txt" 2>&1 || true
+  curl -sf "http://$wmetrics/metrics" > "$out/worker-metrics-at-hang.txt" || true
+else
+  echo "worker exited $(( ($(date +%s%N) - stopped) / 1000000 )) ms after SIGTERM" | tee -a "$out/summary.txt"
+fi

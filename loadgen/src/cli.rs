@@ -276,6 +276,11 @@ pub struct Common {
     /// Clients send with Opus DTX (no packets in silence).
     #[arg(long, env = "BRIDGEPOOL_LOADGEN_DTX")]
     pub dtx: bool,
+    /// The packet loss (percent, 0-100) every Opus client's encoder expects, as a WebRTC client
+    /// sets it from RTCP receiver reports on a lossy path: libopus then sends in-band FEC sized
+    /// for it. Unset: each client's own (WebRTC 0 %, mobile 3 %).
+    #[arg(long, env = "BRIDGEPOOL_LOADGEN_CLIENT_LOSS", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub client_loss: Option<u8>,
     /// The speech of the legacy load (8 kHz mono 16-bit WAV).
     #[arg(
         long,
@@ -465,6 +470,7 @@ impl Common {
         ClientMix {
             webrtc_share: self.webrtc_share,
             dtx: self.dtx,
+            expected_loss_pct: self.client_loss,
         }
     }
 }

@@ -56,12 +56,40 @@ fn dtx_leaves_silence_out_and_numbers_only_what_is_sent() {
     let mix = |dtx| ClientMix {
         webrtc_share: 1.0,
         dtx,
+        expected_loss_pct: None,
     };
     let on = EncodedMedia::client_load(&[voice("en_male_48k.wav")], mix(true)).unwrap();
     let off = EncodedMedia::client_load(&[voice("en_male_48k.wav")], mix(false)).unwrap();
     let track = on.tracks_for_call(0).1;
     assert!(on.silent_frames(track) > 10, "{}", on.silent_frames(track));
     assert_eq!(off.silent_frames(track), 0);
+}
+
+#[test]
+fn clients_told_of_loss_send_fec_for_it() {
+    let share = |expected_loss_pct| {
+        let mix = ClientMix {
+            webrtc_share: 1.0,
+            dtx: false,
+            expected_loss_pct,
+        };
+        let media = EncodedMedia::client_load(&[voice("en_female_48k.wav")], mix).unwrap();
+        let track = media.tracks_for_call(0).1;
+        let frames = 250;
+        let with_fec = (0..frames)
+            .filter_map(|f| media.packet(track, MediaCodec::Opus, f))
+            .filter(|(p, _)| bridgepool_codecs::opus::packet_has_fec(p))
+            .count();
+        with_fec as f64 / frames as f64
+    };
+    // A WebRTC client on a clean path (expects no loss) sends little FEC; told of 10 % it does.
+    let (clean, lossy) = (share(None), share(Some(10)));
+    assert!(
+        lossy > 0.5 && lossy > 2.0 * clean,
+        "FEC in {:.0} % of packets told of 10 % loss, {:.0} % on a clean path",
+        lossy * 100.0,
+        clean * 100.0
+    );
 }
 
 #[test]

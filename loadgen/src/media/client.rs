@@ -30,8 +30,9 @@ impl ClientProfile {
         }
     }
 
-    /// The encoder settings, with DTX on or off.
-    pub fn encoder_config(self, dtx: bool) -> EncoderConfig {
+    /// The encoder settings, with DTX on or off and, when given, the loss the encoder expects
+    /// (instead of the profile's own).
+    pub fn encoder_config(self, dtx: bool, expected_loss_pct: Option<u8>) -> EncoderConfig {
         let mut config = match self {
             Self::Webrtc => EncoderConfig::webrtc_client(),
             Self::Mobile => EncoderConfig::mobile_client(),
@@ -43,12 +44,15 @@ impl ClientProfile {
             },
         };
         config.dtx = dtx;
+        if let Some(pct) = expected_loss_pct {
+            config.expected_loss_pct = pct;
+        }
         config
     }
 
     /// The rate of the PCM this client encodes.
     pub fn input_rate(self) -> SampleRate {
-        self.encoder_config(false).sample_rate
+        self.encoder_config(false, None).sample_rate
     }
 }
 
@@ -66,9 +70,15 @@ pub struct OpusTrack {
 }
 
 impl OpusTrack {
-    /// Encodes `pcm` (at the profile's input rate, whole 20 ms frames) as `profile` would.
-    pub fn encode(profile: ClientProfile, dtx: bool, pcm: &[i16]) -> Result<Self, MediaError> {
-        let config = profile.encoder_config(dtx);
+    /// Encodes `pcm` (at the profile's input rate, whole 20 ms frames) as `profile` would, with
+    /// DTX on or off and the expected loss of [`ClientProfile::encoder_config`].
+    pub fn encode(
+        profile: ClientProfile,
+        dtx: bool,
+        expected_loss_pct: Option<u8>,
+        pcm: &[i16],
+    ) -> Result<Self, MediaError> {
+        let config = profile.encoder_config(dtx, expected_loss_pct);
         let frame = config.sample_rate.hz() as usize / 50;
         let mut encoder = OpusEncoder::new(&config).map_err(|e| MediaError::Opus(e.to_string()))?;
         let mut buf = [0u8; 1500];
@@ -138,6 +148,10 @@ pub struct ClientMix {
     pub webrtc_share: f64,
     /// Clients send with DTX on.
     pub dtx: bool,
+    /// The loss every client's encoder expects, in percent, as a WebRTC client sets it from the
+    /// RTCP receiver reports of a lossy path (more FEC the higher it is); `None` keeps each
+    /// profile's own (WebRTC 0 %, mobile 3 %).
+    pub expected_loss_pct: Option<u8>,
 }
 
 impl Default for ClientMix {
@@ -145,6 +159,7 @@ impl Default for ClientMix {
         Self {
             webrtc_share: 0.7,
             dtx: false,
+            expected_loss_pct: None,
         }
     }
 }

@@ -192,7 +192,7 @@ impl EncodedMedia {
                 };
                 let opus = [ClientProfile::Webrtc, ClientProfile::Mobile]
                     .into_iter()
-                    .map(|c| OpusTrack::encode(c, mix.dtx, &pcm_48k))
+                    .map(|c| OpusTrack::encode(c, mix.dtx, mix.expected_loss_pct, &pcm_48k))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Voice::new(pcm, opus))
             })
@@ -216,7 +216,7 @@ impl EncodedMedia {
 
     /// The legacy load of an 8 kHz voice already read.
     pub fn legacy_from_pcm(pcm: VoicePcm) -> Result<Self, MediaError> {
-        let opus = OpusTrack::encode(ClientProfile::Narrowband, false, &pcm.pcm_8k)?;
+        let opus = OpusTrack::encode(ClientProfile::Narrowband, false, None, &pcm.pcm_8k)?;
         Ok(Self {
             voices: vec![Voice::new(pcm, vec![opus])],
             mix: ClientMix::default(),
@@ -239,9 +239,13 @@ impl EncodedMedia {
                 names.join(", ")
             );
         }
+        let fec = match self.mix.expected_loss_pct {
+            Some(pct) => format!("FEC on for {pct} % expected loss"),
+            None => "FEC on".to_owned(),
+        };
         format!(
             "client load: G.711 leg 20 ms continuous (gateway); Opus leg {:.0} % WebRTC \
-             (48 kHz, 32 kbit/s, c9) / {:.0} % mobile (48 kHz, 24 kbit/s, c5), FEC on, DTX {}; \
+             (48 kHz, 32 kbit/s, c9) / {:.0} % mobile (48 kHz, 24 kbit/s, c5), {fec}, DTX {}; \
              voices rotated per call: {}",
             self.mix.webrtc_share * 100.0,
             (1.0 - self.mix.webrtc_share) * 100.0,

@@ -38,6 +38,9 @@ pub(super) const WAKER: Token = Token(usize::MAX);
 const BATCH: usize = 8;
 /// Receive buffers for one batch.
 type RecvBufs = [[u8; 1500]; BATCH];
+/// Readable sockets handled between two looks at the timer heap: a long batch of input (after
+/// the thread was descheduled, say) must not hold the G.711 playout ticks behind it all.
+const EVENTS_PER_TIMER_CHECK: usize = 16;
 /// Longest sleep with nothing scheduled: the load window still rolls.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 /// At most one overload WARN and one drop summary per core in this long.
@@ -311,11 +314,14 @@ impl Shard {
             // A turn that handled no event or due timer did no media work: a spinning core's
             // empty turns are idle time, not load.
             let mut worked = false;
-            for event in events.iter() {
+            for (handled, event) in events.iter().enumerate() {
                 if event.token() == WAKER {
                     continue;
                 }
                 worked = true;
+                if handled % EVENTS_PER_TIMER_CHECK == EVENTS_PER_TIMER_CHECK - 1 {
+                    self.run_timers();
+                }
                 let token = event.token().0;
                 let target = if token & JOB != 0 {
                     Target::Job(token & !JOB)
