@@ -7,7 +7,7 @@
 #
 #   scripts/impair-table.sh [OUT_DIR]          (default target/impair)
 #
-# Environment: CALLS (default 6), SECONDS (12), SEED (7), SCENARIOS (a subset of the names below,
+# Environment: CALLS (default 6), SECONDS_PER_RUN (12), SEED (7), SCENARIOS (a subset of the names below,
 # space separated), SYSTEMS (default "rtpengine bp-adaptive bp-off"), RTPENGINE_BIN (default
 # Debian's rtpengine), LOADGEN (default target/release/bridgepool-loadgen).
 # rtpengine runs on core 1, the loadgen (and the embedded pool) on core 0 for rtpengine, both

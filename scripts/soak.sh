@@ -15,6 +15,7 @@
 # exit after SIGTERM at the end before its stacks are dumped). A 30-minute run is a benchmark: record its
 # figures in docs/reliability.md with the machine and what else ran on it.
 set -euo pipefail
+[ -n "${BIN:-}" ] && BIN=$(realpath "$BIN")
 cd "$(dirname "$0")/.."
 out=${1:-target/soak}
 mkdir -p "$out"
@@ -82,9 +83,10 @@ for _ in $(seq 300); do
 done
 capacity=${capacity%.*}
 [ "$capacity" -gt 0 ] || { echo "the worker never reported a capacity" >&2; exit 1; }
+[ -z "${CALLS:-}" ] || [ "$CALLS" -gt 0 ] 2>/dev/null || { echo "CALLS must be a positive number" >&2; exit 1; }
 calls=${CALLS:-$(awk -v c="$capacity" -v s="$share" 'BEGIN { n = int(c * s); print (n < 1 ? 1 : n) }')}
 sleep 2
-echo "worker capacity $capacity sessions; churning $calls calls (${share} of it) for ${minutes} min"
+echo "worker capacity $capacity sessions; churning $calls calls ($(awk -v n="$calls" -v c="$capacity" 'BEGIN { printf "%.2f", n / c }') of it) for ${minutes} min"
 
 samples="$out/samples.csv"
 echo "phase,unix_s,worker_rss_kb,worker_fds,ports_in_use,sessions,scheduler_rss_kb,scheduler_fds,deadline_misses,core_busy" > "$samples"
@@ -129,8 +131,12 @@ grep -E '^(total|calls)|refused|lost' "$out/loadgen.txt" | head -8 || true
 
 # The worker alone gets SIGTERM, as a scale-in sends it: with nothing live it must exit within
 # the gRPC close grace (5 s). A worker still running after STOP_WAIT seconds has its threads'
-# stacks written to worker-stacks.txt (gdb) before it is killed.
-kill -TERM "$wpid"
+# stacks written to worker-stacks.txt (gdb; needs ptrace of a sibling: kernel.yama.ptrace_scope 0
+# or root) and is then killed, and the script fails.
+if ! kill -TERM "$wpid" 2>/dev/null; then
+  echo "the worker was already gone at the end of the run" | tee -a "$out/summary.txt"
+  exit 1
+fi
 stopped=$(date +%s%N)
 for _ in $(seq $(( ${STOP_WAIT:-60} * 10 ))); do
   kill -0 "$wpid" 2>/dev/null || break
@@ -140,6 +146,11 @@ if kill -0 "$wpid" 2>/dev/null; then
   echo "worker still running ${STOP_WAIT:-60} s after SIGTERM; stacks in $out/worker-stacks.txt" | tee -a "$out/summary.txt"
   gdb -p "$wpid" -batch -ex 'thread apply all bt' > "$out/worker-stacks.txt" 2>&1 || true
   curl -sf "http://$wmetrics/metrics" > "$out/worker-metrics-at-hang.txt" || true
-else
-  echo "worker exited $(( ($(date +%s%N) - stopped) / 1000000 )) ms after SIGTERM" | tee -a "$out/summary.txt"
+  kill -KILL "$wpid" 2>/dev/null || true
+  wait "$wpid" 2>/dev/null || true
+  exit 1
 fi
+rc=0
+wait "$wpid" || rc=$?
+echo "worker exited $(( ($(date +%s%N) - stopped) / 1000000 )) ms after SIGTERM, status $rc" | tee -a "$out/summary.txt"
+[ "$rc" -eq 0 ] || exit 1

@@ -278,7 +278,8 @@ pub struct Common {
     pub dtx: bool,
     /// The packet loss (percent, 0-100) every Opus client's encoder expects, as a WebRTC client
     /// sets it from RTCP receiver reports on a lossy path: libopus then sends in-band FEC sized
-    /// for it. Unset: each client's own (WebRTC 0 %, mobile 3 %).
+    /// for it. Unset: each client's own (WebRTC 0 %, mobile 3 %). The client load only: the
+    /// legacy load's encoder keeps its fixed 10 %.
     #[arg(long, env = "BRIDGEPOOL_LOADGEN_CLIENT_LOSS", value_parser = clap::value_parser!(u8).range(0..=100))]
     pub client_loss: Option<u8>,
     /// The speech of the legacy load (8 kHz mono 16-bit WAV).

@@ -93,6 +93,29 @@ fn clients_told_of_loss_send_fec_for_it() {
 }
 
 #[test]
+fn client_loss_flag_reaches_the_mix_and_is_bounded() {
+    use bridgepool_loadgen::cli::{Cli, Command};
+    use clap::Parser;
+    let mix_of = |args: &[&str]| {
+        let argv = ["bridgepool-loadgen", "fixed"].iter().chain(args);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Fixed { common, .. }) => Ok(common.client_mix()),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(e) => Err(e.kind()),
+        }
+    };
+    assert_eq!(
+        mix_of(&["--client-loss", "5"]).unwrap().expected_loss_pct,
+        Some(5)
+    );
+    assert_eq!(mix_of(&[]).unwrap().expected_loss_pct, None);
+    assert_eq!(
+        mix_of(&["--client-loss", "101"]).unwrap_err(),
+        clap::error::ErrorKind::ValueValidation
+    );
+}
+
+#[test]
 fn bad_voice_files_are_errors_not_panics() {
     assert!(EncodedMedia::client_load(&[voice("missing.wav")], ClientMix::default()).is_err());
     assert!(EncodedMedia::client_load(&[], ClientMix::default()).is_err());

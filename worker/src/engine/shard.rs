@@ -314,14 +314,19 @@ impl Shard {
             // A turn that handled no event or due timer did no media work: a spinning core's
             // empty turns are idle time, not load.
             let mut worked = false;
-            for (handled, event) in events.iter().enumerate() {
+            let mut sockets = 0usize;
+            for event in events.iter() {
                 if event.token() == WAKER {
                     continue;
                 }
                 worked = true;
-                if handled % EVENTS_PER_TIMER_CHECK == EVENTS_PER_TIMER_CHECK - 1 {
+                // Due ticks go out between sockets. A tick may now run before its own session's
+                // socket further down this batch is read: that packet counts as late to the
+                // buffer, as it would had it arrived a moment later.
+                if sockets > 0 && sockets.is_multiple_of(EVENTS_PER_TIMER_CHECK) {
                     self.run_timers();
                 }
+                sockets += 1;
                 let token = event.token().0;
                 let target = if token & JOB != 0 {
                     Target::Job(token & !JOB)
