@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 
 mod common;
 
-use common::{Proc, free_port, worker_binary};
+use common::{Proc, codec, free_port, worker_binary};
 
 fn scheduler(grpc: SocketAddr) -> Proc {
     Proc(
@@ -91,17 +91,6 @@ async fn wait_for(
             "timed out waiting for {what}: {w:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn codec(name: &str, rate: u32, pt: u32) -> v1::Codec {
-    v1::Codec {
-        name: name.into(),
-        clock_rate: rate,
-        channels: if name == "opus" { 2 } else { 1 },
-        payload_type: pt,
-        fmtp: Default::default(),
-        ptime_ms: 20,
     }
 }
 

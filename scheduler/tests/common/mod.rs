@@ -223,3 +223,15 @@ impl Pool {
         self.schedulers[i] = Some(self.replicas[i].start());
     }
 }
+
+/// A codec of a gRPC offer: 20 ms, no fmtp, Opus in stereo as its SDP name says.
+pub fn codec(name: &str, rate: u32, pt: u32) -> v1::Codec {
+    v1::Codec {
+        name: name.into(),
+        clock_rate: rate,
+        channels: if name == "opus" { 2 } else { 1 },
+        payload_type: pt,
+        fmtp: Default::default(),
+        ptime_ms: 20,
+    }
+}

@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 
 use super::Net;
 use super::media::Call;
-use crate::common::{Proc, worker_binary};
+use crate::common::{Proc, codec, worker_binary};
 
 pub const SCHEDULERS: [&str; 2] = ["s1", "s2"];
 pub const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
@@ -216,17 +216,6 @@ impl Cluster {
         let local = r.leg_a.and_then(|a| a.local).expect("leg A address");
         let to: SocketAddr = format!("{}:{}", local.ip, local.port).parse().unwrap();
         Ok(Call::new(r.session_id, r.worker_id, peers, to))
-    }
-}
-
-fn codec(name: &str, rate: u32, pt: u32) -> v1::Codec {
-    v1::Codec {
-        name: name.into(),
-        clock_rate: rate,
-        channels: if name == "opus" { 2 } else { 1 },
-        payload_type: pt,
-        fmtp: Default::default(),
-        ptime_ms: 20,
     }
 }
 
