@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use bridgepool_codecs::g711::Law;
-use bridgepool_worker::session::{JitterMode, Leg};
+use bridgepool_codecs::opus::EncoderConfig;
+use bridgepool_worker::session::{DropReason, JitterMode, Leg};
 
 use common::*;
 
@@ -36,17 +37,27 @@ fn pesq_of(audio: &[i16], net: &Net, seed: u64, mode: JitterMode, fec: bool) -> 
         ptime_ms: 20,
     };
     let input = peer.stream(PT_B, audio, 0x99, 1, 0);
+    score(audio, &input, net, seed, mode)
+}
+
+/// PESQ NB of `input` (the Opus stream of the 8 kHz `audio`) sent through `net`, and the
+/// mean delay the jitter buffer added (ms).
+fn score(audio: &[i16], input: &[Packet], net: &Net, seed: u64, mode: JitterMode) -> (f64, f64) {
     let arrivals = match *net {
-        Net::Clean => no_delay(&input),
-        Net::Jitter { hi, reorder } => Jitter::new(seed, 0.3, 5, hi, reorder).apply(&input),
+        Net::Clean => no_delay(input),
+        Net::Jitter { hi, reorder } => Jitter::new(seed, 0.3, 5, hi, reorder).apply(input),
         Net::Loss(p) => {
             let mut n = Netem::new(22);
             n.loss = p;
-            n.apply(&input)
+            n.apply(input)
         }
     };
     let mut cfg = config(Law::Ulaw);
     cfg.jitter.mode = mode;
+    if let Ok(ms) = std::env::var("JB_FIXED") {
+        cfg.jitter.mode = JitterMode::Fixed;
+        cfg.jitter.fixed_delay = Duration::from_millis(ms.parse().expect("ms"));
+    }
     let mut h = Harness::new(cfg);
     play(&mut h, Leg::B, &arrivals, Duration::from_millis(300));
     let decoded = decode_g711_output(&h.rtp_to(Leg::A), Law::Ulaw, PT_A);
@@ -54,6 +65,17 @@ fn pesq_of(audio: &[i16], net: &Net, seed: u64, mode: JitterMode, fec: bool) -> 
     let mut aligned: Vec<i16> = decoded.into_iter().skip(lag).collect();
     aligned.resize(audio.len(), 0);
     let raw = pesq::pesq_8k(audio, &aligned).expect("pesq");
+    if std::env::var_os("JB_DEBUG").is_some() {
+        let jb = h.session.jitter_buffer();
+        eprintln!(
+            "  healing {:?} late {} delay {:?} shortened {} lengthened {}",
+            h.session.healing(),
+            h.session.drops(Leg::B).get(DropReason::Late),
+            jb.mean_delay,
+            jb.shortened_samples,
+            jb.lengthened_samples
+        );
+    }
     (
         f64::from(pesq::score::mos_lqo(f64::from(raw))),
         h.session.jitter_buffer().mean_delay.as_secs_f64() * 1000.0,
@@ -107,27 +129,40 @@ fn voices() -> Vec<(&'static str, Vec<i16>)> {
         ("speech_8k a", long[..160_000].to_vec()),
         ("speech_8k b", long[160_000..].to_vec()),
     ];
-    for name in ["en_male", "en_female", "de_male", "es_female", "recorded"] {
+    for (name, _, narrow) in wide_voices() {
+        out.push((name, narrow));
+    }
+    out
+}
+
+/// The 48 kHz test voices, 20 s each (takes repeated with half a second of silence between),
+/// and the same at 8 kHz (the PESQ reference).
+fn wide_voices() -> Vec<(&'static str, Vec<i16>, Vec<i16>)> {
+    let mut out = Vec::new();
+    for name in WIDE_VOICES {
         let path = format!(
             "{}/../testdata/speech/{name}_48k.wav",
             env!("CARGO_MANIFEST_DIR")
         );
-        let wide: Vec<i16> = hound::WavReader::open(&path)
+        let take: Vec<i16> = hound::WavReader::open(&path)
             .expect("voice")
             .samples::<i16>()
             .map(|s| s.expect("sample"))
             .collect();
-        let take = bridgepool_codecs::resample::resample_all(&wide, 48_000, 8_000).expect("8 kHz");
-        let mut v = Vec::with_capacity(160_000);
-        while v.len() < 160_000 {
-            v.extend_from_slice(&take);
-            v.resize(v.len() + 4000, 0);
+        let mut wide = Vec::with_capacity(960_000);
+        while wide.len() < 960_000 {
+            wide.extend_from_slice(&take);
+            wide.resize(wide.len() + 24_000, 0);
         }
-        v.truncate(160_000);
-        out.push((name, v));
+        wide.truncate(960_000);
+        let narrow =
+            bridgepool_codecs::resample::resample_all(&wide, 48_000, 8_000).expect("8 kHz");
+        out.push((name, wide, narrow));
     }
     out
 }
+
+const WIDE_VOICES: [&str; 5] = ["en_male", "en_female", "de_male", "es_female", "recorded"];
 
 /// The jitter rows over every voice and three seeds (slow: about a hundred PESQ runs), for
 /// tuning the buffer: `cargo test -p bridgepool-worker --test session_jitter_pesq -- --ignored
@@ -138,7 +173,29 @@ fn jitter_matrix() {
     let seeds: u64 = std::env::var("JB_SEEDS").map_or(3, |s| s.parse().expect("JB_SEEDS"));
     let nvoices: usize =
         std::env::var("JB_VOICES").map_or(usize::MAX, |s| s.parse().expect("JB_VOICES"));
-    let nets = [
+    let nets = jitter_nets();
+    let mut sums = vec![(0.0, 0.0, 0.0); nets.len()];
+    let mut count = 0.0;
+    for (name, audio) in voices().into_iter().take(nvoices) {
+        let (clean, clean_delay) = pesq_of(&audio, &Net::Clean, 1, JitterMode::Adaptive, true);
+        let mut line = format!("{name:12} clean {clean:.2} ({clean_delay:.0} ms)");
+        for seed in 0..seeds {
+            for (i, (label, net)) in nets.iter().enumerate() {
+                let (q, d) = pesq_of(&audio, net, 21 + seed, JitterMode::Adaptive, true);
+                line += &format!(" | {label} s{seed} {q:.2} ({d:.0})");
+                sums[i].0 += q;
+                sums[i].1 += q - clean;
+                sums[i].2 += d;
+            }
+            count += 1.0;
+        }
+        eprintln!("{line}");
+    }
+    print_means(&nets, &sums, count);
+}
+
+fn jitter_nets() -> [(&'static str, Net); 4] {
+    [
         (
             "+5-40 reorder",
             Net::Jitter {
@@ -167,25 +224,46 @@ fn jitter_matrix() {
                 reorder: false,
             },
         ),
-    ];
+    ]
+}
+
+/// The jitter rows with the Opus leg sent as real clients send it (48 kHz fullband WebRTC, no
+/// FEC on a path it believes clean; the mobile profile with its 3 % FEC), over the 48 kHz
+/// voices and `JB_SEEDS` seeds: `cargo test --release -p bridgepool-worker --test
+/// session_jitter_pesq -- --ignored --nocapture client_jitter_matrix`.
+#[test]
+#[ignore]
+fn client_jitter_matrix() {
+    let seeds: u64 = std::env::var("JB_SEEDS").map_or(3, |s| s.parse().expect("JB_SEEDS"));
+    let nets = jitter_nets();
     let mut sums = vec![(0.0, 0.0, 0.0); nets.len()];
     let mut count = 0.0;
-    for (name, audio) in voices().into_iter().take(nvoices) {
-        let (clean, clean_delay) = pesq_of(&audio, &Net::Clean, 1, JitterMode::Adaptive, true);
+    for (i, (name, wide, narrow)) in wide_voices().into_iter().enumerate() {
+        let config = if i % 3 == 2 {
+            EncoderConfig::mobile_client()
+        } else {
+            EncoderConfig::webrtc_client()
+        };
+        let input = ClientPeer { config }.stream(PT_B, &wide, 0x99);
+        let (clean, clean_delay) = score(&narrow, &input, &Net::Clean, 1, JitterMode::Adaptive);
         let mut line = format!("{name:12} clean {clean:.2} ({clean_delay:.0} ms)");
         for seed in 0..seeds {
-            for (i, (label, net)) in nets.iter().enumerate() {
-                let (q, d) = pesq_of(&audio, net, 21 + seed, JitterMode::Adaptive, true);
+            for (j, (label, net)) in nets.iter().enumerate() {
+                let (q, d) = score(&narrow, &input, net, 21 + seed, JitterMode::Adaptive);
                 line += &format!(" | {label} s{seed} {q:.2} ({d:.0})");
-                sums[i].0 += q;
-                sums[i].1 += q - clean;
-                sums[i].2 += d;
+                sums[j].0 += q;
+                sums[j].1 += q - clean;
+                sums[j].2 += d;
             }
             count += 1.0;
         }
         eprintln!("{line}");
     }
-    for ((label, _), (q, dq, d)) in nets.iter().zip(&sums) {
+    print_means(&nets, &sums, count);
+}
+
+fn print_means(nets: &[(&str, Net)], sums: &[(f64, f64, f64)], count: f64) {
+    for ((label, _), (q, dq, d)) in nets.iter().zip(sums) {
         eprintln!(
             "mean {label}: {:.3} (vs clean {:+.3}), delay {:.0} ms",
             q / count,

@@ -129,6 +129,19 @@ impl DelayEstimator {
         Some(ticks_to_duration(ticks_since(self.epoch?, now) - due))
     }
 
+    /// The share of packets that arrived more than `delay` after the fastest path: how likely
+    /// a packet still missing that long after it was due is to come at all, if it is not lost.
+    pub(crate) fn share_later_than(&self, delay: Duration) -> f32 {
+        let ticks = (delay.as_micros() * 48 / 1000) as i64;
+        // Buckets wholly above `delay` (a bucket holds relative delays [i, i + 1) widths).
+        let first = (ticks / BUCKET_TICKS + 1).clamp(0, BUCKETS as i64) as usize;
+        let total: f32 = self.histogram.iter().sum();
+        if total <= 0.0 {
+            return 0.0;
+        }
+        self.histogram[first..].iter().sum::<f32>() / total
+    }
+
     fn min_transit(&self) -> Option<i64> {
         let m = self.window.iter().copied().fold(self.current_min, i64::min);
         (m != i64::MAX).then_some(m)
@@ -170,14 +183,20 @@ const SILENCE_FADE: usize = 40;
 /// between sentences, not a stop inside a word (PESQ reads a cut inside an utterance as a time
 /// warp; docs/performance.md has the figures).
 const PAUSE: usize = 2400;
-/// Silence cuts stop this short of the target (4 ms, 8 kHz samples), so that the next
-/// packet on the target's edge still finds audio in hand.
+/// A frame of slack is cut in silence only when this much more than a frame is above the
+/// target (4 ms, 8 kHz samples): a margin for the phase of the playout tick.
 const CUT_HEADROOM: usize = 32;
 
-/// One step toward `target` for audio in `fifo` that is `delay` late, keeping at least `frame`
-/// samples to send now, after `quiet_run` samples of silence were sent. Speech moves by one pitch
-/// period where it repeats well; silence moves faster, up to a frame per step, and only inside a
-/// pause ([`PAUSE`]).
+/// One step toward `target` for audio in `fifo` whose front is `delay` late, keeping at least
+/// `frame` samples to send now, after `quiet_run` samples of silence were sent.
+///
+/// What is steered is the slack: how late the next input packet may arrive and still be in
+/// hand when the frame holding its start leaves, which is the delay less the part of a frame the
+/// audio ends into (`fifo.len() % frame`, the FIFO ending on a packet boundary). The slack moves
+/// only in whole frames: a cut of that part alone lowers the delay and leaves the slack, a cut
+/// past it lowers the slack by a frame. Speech moves by one pitch period where it repeats well;
+/// silence moves by what takes the slack one frame toward the target, and only inside a pause
+/// ([`PAUSE`]).
 pub(crate) fn adjust(
     fifo: &mut Vec<i16>,
     frame: usize,
@@ -185,23 +204,41 @@ pub(crate) fn adjust(
     target: Duration,
     quiet_run: usize,
 ) -> Stretch {
+    let rest = fifo.len() % frame;
+    let slack = slack(delay, fifo.len(), frame);
     let window = &fifo[..fifo.len().min(2 * stretch::MAX_PERIOD)];
-    if delay > target + SHRINK_ABOVE {
-        let excess = duration_to_samples(delay - target);
+    if stretch::is_silent(window) {
+        // Cuts and pads, too, wait for a pause: inside a word they are a time warp.
+        if quiet_run < PAUSE {
+            return Stretch::None;
+        }
         let spare = fifo.len().saturating_sub(frame);
-        if stretch::is_silent(window) {
-            if quiet_run < PAUSE {
-                return Stretch::None;
-            }
-            let excess = excess.saturating_sub(CUT_HEADROOM);
-            let count = excess.min(frame).min(spare.saturating_sub(SILENCE_FADE));
+        if slack > target + SHRINK_ABOVE {
+            // A frame of slack goes when a frame more than the target (and a margin for the
+            // tick's phase) is there; else only the part of a frame, which costs no slack.
+            let excess = duration_to_samples(slack - target);
+            let count = if excess >= frame + CUT_HEADROOM {
+                rest + frame
+            } else {
+                rest
+            };
+            let count = count.min(spare.saturating_sub(SILENCE_FADE));
             if count > 0 && stretch::shorten(fifo, count, SILENCE_FADE) {
                 return Stretch::Shortened(count);
             }
-            return Stretch::None;
+        } else if slack + GROW_BELOW < target {
+            // Padding to the next frame boundary adds a frame of slack.
+            let count = frame - rest;
+            let fade = count.min(SILENCE_FADE);
+            if count <= fifo.len().saturating_sub(fade) && stretch::lengthen(fifo, count, fade) {
+                return Stretch::Lengthened(count);
+            }
         }
-        if delay > target + SPEECH_SHRINK_ABOVE
-            && let Some(p) = stretch::find_period(window)
+        return Stretch::None;
+    }
+    if slack > target + SPEECH_SHRINK_ABOVE {
+        let excess = duration_to_samples(slack - target);
+        if let Some(p) = stretch::find_period(window)
             && p.correlation >= MIN_CORRELATION
             && p.period <= excess
             && 2 * p.period <= fifo.len()
@@ -209,30 +246,24 @@ pub(crate) fn adjust(
         {
             return Stretch::Shortened(p.period);
         }
-    } else if delay + GROW_BELOW < target {
-        let missing = duration_to_samples(target - delay);
-        if stretch::is_silent(window) {
-            // Padding, too, waits for a pause: inside a word it is the same time warp.
-            if quiet_run < PAUSE {
-                return Stretch::None;
-            }
-            let count = missing
-                .min(frame)
-                .min(fifo.len().saturating_sub(SILENCE_FADE));
-            if count >= SILENCE_FADE && stretch::lengthen(fifo, count, SILENCE_FADE) {
-                return Stretch::Lengthened(count);
-            }
-            return Stretch::None;
-        }
-        if delay + SPEECH_GROW_BELOW < target
-            && let Some(p) = stretch::find_period(window)
-            && p.correlation >= MIN_CORRELATION
-            && stretch::lengthen(fifo, p.period, p.period)
-        {
-            return Stretch::Lengthened(p.period);
-        }
+    } else if slack + SPEECH_GROW_BELOW < target
+        && let Some(p) = stretch::find_period(window)
+        && p.correlation >= MIN_CORRELATION
+        && stretch::lengthen(fifo, p.period, p.period)
+    {
+        return Stretch::Lengthened(p.period);
     }
     Stretch::None
+}
+
+/// How late the next input packet may arrive and still be in hand when the frame holding its
+/// start leaves, for `queued` samples in hand whose front is `delay` late (see [`adjust`]).
+pub(crate) fn slack(delay: Duration, queued: usize, frame: usize) -> Duration {
+    delay.saturating_sub(samples_to_duration(queued % frame))
+}
+
+fn samples_to_duration(n: usize) -> Duration {
+    Duration::from_micros(n as u64 * 125)
 }
 
 fn duration_to_samples(d: Duration) -> usize {
@@ -310,6 +341,20 @@ mod tests {
             e.observe(at(t0, 20 * i + 30), (i * 960) as u32);
         }
         assert!(e.target() >= Duration::from_millis(30), "{:?}", e.target());
+    }
+
+    #[test]
+    fn tail_share_follows_the_late_packets() {
+        let t0 = crate::test_epoch();
+        let mut e = DelayEstimator::new();
+        // 30 % of packets 40 ms late, the rest on time.
+        for i in 0..1500u64 {
+            let late = if i % 10 < 3 { 40 } else { 0 };
+            e.observe(at(t0, 20 * i + late), (i * 960) as u32);
+        }
+        let early = e.share_later_than(Duration::from_millis(30));
+        assert!((0.25..0.35).contains(&early), "{early}");
+        assert!(e.share_later_than(Duration::from_millis(44)) < 0.01);
     }
 
     #[test]

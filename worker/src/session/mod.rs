@@ -487,7 +487,14 @@ impl Session {
                 }
                 Verdict::Held => {}
                 Verdict::Duplicate => self.core.counters(leg).drops.add(DropReason::Duplicate),
-                Verdict::Late => self.core.counters(leg).drops.add(DropReason::Late),
+                Verdict::Late => {
+                    self.core.counters(leg).drops.add(DropReason::Late);
+                    if leg == Leg::B
+                        && let Some(t) = self.core.transcoder.as_mut()
+                    {
+                        t.b_to_a.on_late_arrival();
+                    }
+                }
                 Verdict::Overflow if !retried => {
                     // Give up the oldest gap to make room, then offer the packet again.
                     self.release(now, leg, true);

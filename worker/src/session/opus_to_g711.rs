@@ -60,6 +60,11 @@ const SILENCE_GAP: usize = 3;
 const MAX_CATCH_UP: usize = 10;
 /// Beyond one packet in hand: arrival against output clock phase.
 const PHASE_MARGIN: Duration = Duration::from_millis(2);
+/// Weight of each packet in the loss estimate (a time constant of 100 packets, 2 s at 20 ms).
+const LOSS_WEIGHT: f32 = 0.01;
+/// The loss rate assumed at least when weighing a wait for a missing packet against giving it
+/// up: a packet later than all but this share of the stream's packets is not waited for.
+const LOSS_FLOOR: f32 = 0.005;
 
 fn duration_to_samples(d: Duration) -> usize {
     (d.as_micros() * 8 / 1000) as usize
@@ -119,6 +124,9 @@ pub(crate) struct OpusToG711 {
     growing: bool,
     /// Delay the buffer added to the last frame that left (see [`DelayEstimator::delay_of`]).
     pub(crate) delay: Duration,
+    /// How late the next input packet may be, as of the last frame that left: the delay less
+    /// the part of a frame the audio in hand ends into (see [`Self::steer`]).
+    slack: Duration,
     /// Samples removed to bring the delay down (accelerate, silence cuts, max-delay cuts).
     pub(crate) shortened_samples: u64,
     /// Samples inserted to raise the delay (preemptive expand).
@@ -128,6 +136,9 @@ pub(crate) struct OpusToG711 {
     delay_frames: u64,
     /// Samples of silence sent just before the frame about to leave.
     quiet_run: usize,
+    /// Share of this stream's packets that never came (given up and not seen since), as a
+    /// moving average over packets.
+    loss_rate: f32,
 }
 
 impl OpusToG711 {
@@ -166,11 +177,13 @@ impl OpusToG711 {
             decoded_end: None,
             growing: false,
             delay: Duration::ZERO,
+            slack: Duration::ZERO,
             shortened_samples: 0,
             lengthened_samples: 0,
             delay_sum_us: 0,
             delay_frames: 0,
             quiet_run: 0,
+            loss_rate: 0.0,
         })
     }
 
@@ -221,17 +234,38 @@ impl OpusToG711 {
 
     /// Whether the output clock needs the packets held behind a gap now: the gap is given up as
     /// lost (FEC from the next packet, else concealment). With the buffer on, only when the
-    /// buffer has no frame for this tick and the delay is at its target (below it, the gap is
-    /// waited for: the buffer grows).
+    /// buffer has no frame for this tick, the delay is at its target (below it, the gap is
+    /// waited for: the buffer grows) and the missing packet is more likely lost than late.
     pub(crate) fn needs_held(&self, now: Instant) -> bool {
         let due = self.deadline.is_some_and(|d| d <= now);
-        due && (!self.buffered() || (self.fifo.len() < self.frame && !self.may_grow()))
+        due && (!self.buffered()
+            || (self.fifo.len() < self.frame && !self.may_grow() && !self.worth_waiting(now)))
+    }
+
+    /// Whether the packet missing at the head of the held ones is more likely to come than to
+    /// be lost, by how many packets were ever this late (the delay histogram) against how many
+    /// never came. Waiting conceals this tick and plays the packet whole when it comes (the
+    /// delay grows, as for a late packet in order); giving up drops it when it comes. PESQ on
+    /// client streams at 30 % +5-80 ms with reordering: giving up at the target cost 0.6 more
+    /// than the same delays in order (docs/performance.md).
+    fn worth_waiting(&self, now: Instant) -> bool {
+        let Some(missing) = self.decoded_end else {
+            return false;
+        };
+        let Some(late) = self.estimator.delay_of(now, missing) else {
+            return false;
+        };
+        if late >= self.jitter.max_delay {
+            return false;
+        }
+        let lost = self.loss_rate.max(LOSS_FLOOR);
+        (1.0 - lost) * self.estimator.share_later_than(late) > lost
     }
 
     /// Whether the delay is below the target: an underrun then grows the buffer (the late packet
     /// is waited for and played whole) instead of skipping the late audio.
     fn may_grow(&self) -> bool {
-        self.delay + self.ptime <= self.target()
+        self.slack + self.ptime <= self.target()
     }
 
     /// The output stops shortly after the input does, as a relay transcoding locally would:
@@ -295,6 +329,14 @@ impl OpusToG711 {
     /// Packets given up as lost just before the next one.
     pub(crate) fn on_lost(&mut self, count: u64) {
         self.pending_lost += count;
+        for _ in 0..count.min(100) {
+            self.loss_rate += LOSS_WEIGHT * (1.0 - self.loss_rate);
+        }
+    }
+
+    /// A packet given up as lost came after all (too late to play): it was not lost.
+    pub(crate) fn on_late_arrival(&mut self) {
+        self.loss_rate = (self.loss_rate - LOSS_WEIGHT).max(0.0);
     }
 
     /// A new input stream (SSRC change): fresh decoder state, same output stream.
@@ -425,6 +467,7 @@ impl OpusToG711 {
         }
         self.pending_lost = 0;
         let n = self.decode(payload, samples)?;
+        self.loss_rate -= LOSS_WEIGHT * self.loss_rate;
         self.last_input = Some(now);
         let end = ext + n as u64 * OPUS_TICKS_PER_SAMPLE;
         self.play_ts = Some(match self.play_ts {
@@ -552,6 +595,10 @@ impl OpusToG711 {
             self.shortened_samples += cut as u64;
             return;
         }
+        // The lateness the next packet survives (see [`jitter::adjust`]). Steering the delay
+        // instead left silence cuts and pitch periods misaligned with the packets, and a packet
+        // later than the slack but within the target was concealed in mid-speech.
+        self.slack = jitter::slack(delay, self.fifo.len(), self.frame);
         let target = self.target();
         match jitter::adjust(&mut self.fifo, self.frame, delay, target, self.quiet_run) {
             Stretch::None => {}

@@ -204,7 +204,9 @@ pub fn g711_stream(
     out
 }
 
-/// An Opus peer (48 kHz RTP clock), encoding `audio` given at 8 kHz.
+/// An Opus peer (48 kHz RTP clock), encoding `audio` given at 8 kHz: SILK narrowband, FEC
+/// as told. An easy stream (FEC in every packet when `loss_pct` > 0); [`ClientPeer`] sends what
+/// browsers and apps send.
 pub struct OpusPeer {
     pub fec: bool,
     pub dtx: bool,
@@ -221,42 +223,70 @@ impl OpusPeer {
         first_seq: u16,
         first_ts: u32,
     ) -> Vec<Packet> {
-        let mut enc = OpusEncoder::new(&EncoderConfig {
+        let config = EncoderConfig {
             sample_rate: SampleRate::Hz8000,
             bitrate: 24_000,
             inband_fec: self.fec,
             dtx: self.dtx,
             expected_loss_pct: self.loss_pct,
             ..EncoderConfig::default()
-        })
-        .expect("encoder");
-        let frame = self.ptime_ms * 8;
-        let mut out = Vec::new();
-        let mut seq = first_seq;
-        let mut marker = true;
-        let mut buf = [0u8; 1500];
-        for (i, chunk) in audio.chunks_exact(frame).enumerate() {
-            let n = enc.encode(chunk, &mut buf).expect("encode");
-            if self.dtx && n <= 2 {
-                marker = true;
-                continue;
-            }
-            out.push(Packet {
-                send_at: Duration::from_millis((i * self.ptime_ms) as u64),
-                bytes: rtp(
-                    pt,
-                    seq,
-                    first_ts.wrapping_add((i * frame * 6) as u32),
-                    ssrc,
-                    marker,
-                    &buf[..n],
-                ),
-            });
-            marker = false;
-            seq = seq.wrapping_add(1);
-        }
-        out
+        };
+        opus_stream(&config, self.ptime_ms, pt, audio, ssrc, first_seq, first_ts)
     }
+}
+
+/// A WebRTC browser or mobile app ([`EncoderConfig::webrtc_client`], `mobile_client`): 48 kHz
+/// speech, fullband hybrid frames of 20 ms, FEC only as much as the loss it expects (a browser
+/// on a clean path expects none, so its packets carry no FEC).
+pub struct ClientPeer {
+    pub config: EncoderConfig,
+}
+
+impl ClientPeer {
+    /// `audio` at 48 kHz.
+    pub fn stream(&self, pt: u8, audio: &[i16], ssrc: u32) -> Vec<Packet> {
+        assert_eq!(self.config.sample_rate, SampleRate::Hz48000);
+        opus_stream(&self.config, 20, pt, audio, ssrc, 1, 0)
+    }
+}
+
+fn opus_stream(
+    config: &EncoderConfig,
+    ptime_ms: usize,
+    pt: u8,
+    audio: &[i16],
+    ssrc: u32,
+    first_seq: u16,
+    first_ts: u32,
+) -> Vec<Packet> {
+    let mut enc = OpusEncoder::new(config).expect("encoder");
+    let frame = ptime_ms * config.sample_rate.hz() as usize / 1000;
+    let ticks = ptime_ms * 48;
+    let mut out = Vec::new();
+    let mut seq = first_seq;
+    let mut marker = true;
+    let mut buf = [0u8; 1500];
+    for (i, chunk) in audio.chunks_exact(frame).enumerate() {
+        let n = enc.encode(chunk, &mut buf).expect("encode");
+        if config.dtx && n <= 2 {
+            marker = true;
+            continue;
+        }
+        out.push(Packet {
+            send_at: Duration::from_millis((i * ptime_ms) as u64),
+            bytes: rtp(
+                pt,
+                seq,
+                first_ts.wrapping_add((i * ticks) as u32),
+                ssrc,
+                marker,
+                &buf[..n],
+            ),
+        });
+        marker = false;
+        seq = seq.wrapping_add(1);
+    }
+    out
 }
 
 /// A deterministic network: drops, delays (jitter) and duplicates by a seeded generator.
