@@ -7,8 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bridgepool_codecs::g711::Law;
+use bridgepool_codecs::opus::EncoderConfig;
 use bridgepool_codecs::quality;
-use bridgepool_worker::session::{Channel, JitterBuffer, JitterMode, Leg, SessionConfig};
+use bridgepool_worker::session::{
+    Channel, DropReason, JitterBuffer, JitterMode, Leg, SessionConfig,
+};
 
 use common::*;
 
@@ -146,7 +149,7 @@ fn grows_under_jitter_keeps_the_audio_and_shrinks_when_clean() {
         lost_audio(&h),
         lost_audio(&off)
     );
-    // The target covers 95 % of the lateness: a few packets (and some before the estimate
+    // The target covers 99 % of the lateness: a few packets (and some before the estimate
     // learned the jitter) still come too late.
     let late = h.session.drops(Leg::B).total();
     assert!(late * 50 < input.len() as u64, "{late} packets too late");
@@ -167,6 +170,55 @@ fn in_order_jitter_without_reordering_is_absorbed() {
     assert!(jb.target >= Duration::from_millis(50), "{jb:?}");
     assert!(g711_similarity(&h, &audio) > 0.8);
     assert_eq!(h.session.drops(Leg::B).total(), 0);
+}
+
+/// 30 % of a browser's packets 5-80 ms late, so that later ones overtake them: a packet missing
+/// behind held ones is waited for while the stream's history says it is late rather than lost
+/// (its tick concealed, the packet played whole when it comes), as in order; giving it up at
+/// the target dropped about 4 % of the packets as too late.
+#[test]
+fn overtaken_packets_are_waited_for_not_dropped() {
+    let (wide, narrow) = voice_48k("en_male", 20);
+    let input = ClientPeer {
+        config: EncoderConfig::webrtc_client(),
+    }
+    .stream(PT_B, &wide, 0x58);
+    let arrivals = Jitter::new(21, 0.3, 5, 80, true).apply(&input);
+    let mut h = session(JitterMode::Adaptive);
+    play(&mut h, Leg::B, &arrivals, Duration::from_millis(300));
+    let late = h.session.drops(Leg::B).get(DropReason::Late);
+    assert!(
+        late * 200 < input.len() as u64,
+        "{late} of {} packets given up and then dropped as late",
+        input.len()
+    );
+    assert!(g711_similarity(&h, &narrow) > 0.85);
+}
+
+/// Loss without jitter: the missing packet is no later than any packet ever was, so it is given
+/// up at its tick for the next packet's FEC, and the delay stays at one packet.
+#[test]
+fn loss_on_a_clean_path_is_given_up_at_once_for_fec() {
+    let audio = speech_for(30);
+    let input = peer(true, false).stream(PT_B, &audio, 0x59, 1, 0);
+    let mut net = Netem::new(23);
+    net.loss = 0.05;
+    let arrivals = net.apply(&input);
+    let lost = (input.len() - arrivals.len()) as u64;
+    let mut h = session(JitterMode::Adaptive);
+    let mut delays = Vec::new();
+    play_probing(&mut h, &arrivals, Duration::from_millis(300), |h, _| {
+        delays.push(delay_ms(h));
+    });
+    let (fec, _, _) = h.session.healing();
+    // Not every packet carries FEC (libopus codes it where it pays); waiting first would leave
+    // none of it usable.
+    assert!(
+        fec * 2 >= lost,
+        "{fec} of {lost} lost packets recovered by FEC"
+    );
+    let p95 = p95(delays);
+    assert!(p95 < 30.0, "delay p95 {p95} ms under loss alone");
 }
 
 #[test]
@@ -282,7 +334,9 @@ fn sender_clock_drift_over_ten_minutes_stays_bounded() {
             }
         }
         let worst = late.iter().copied().fold(0.0, f64::max);
-        assert!(worst < 45.0, "{name} sender: delay reached {worst} ms");
+        // The slack moves in whole frames (it stays under the 22 ms target plus a frame) and
+        // the drift, 1 ms a second, adds up between the pauses it is cut in.
+        assert!(worst < 50.0, "{name} sender: delay reached {worst} ms");
         let jb = h.session.jitter_buffer();
         let (_, concealed, _) = h.session.healing();
         // 600 ms of drift is taken out (fast) or put in (slow) by stretching, not by

@@ -82,24 +82,32 @@ fn score(audio: &[i16], input: &[Packet], net: &Net, seed: u64, mode: JitterMode
     )
 }
 
+/// The jitter goals on what a browser sends (48 kHz fullband, no FEC on a path it
+/// believes clean): 20 s of one voice, 30 % of packets 5-40 or 5-80 ms late, overtaken or not.
 #[test]
 fn opus_leg_jitter_keeps_the_audio() {
-    let (clean, clean_delay) = pesq(&Net::Clean, JitterMode::Adaptive, true);
-    let (clean_off, _) = pesq(&Net::Clean, JitterMode::Off, true);
+    let (wide, narrow) = voice_48k("en_female", 20);
+    let input = ClientPeer {
+        config: EncoderConfig::webrtc_client(),
+    }
+    .stream(PT_B, &wide, 0x99);
+    let run = |net: &Net, mode| score(&narrow, &input, net, 21, mode);
+    let (clean, clean_delay) = run(&Net::Clean, JitterMode::Adaptive);
+    let (clean_off, _) = run(&Net::Clean, JitterMode::Off);
     eprintln!("clean: adaptive {clean:.2} ({clean_delay:.0} ms), off {clean_off:.2}");
     assert!(clean_delay < 30.0);
     for (hi, reorder) in [(40, true), (40, false), (80, true), (80, false)] {
         let net = Net::Jitter { hi, reorder };
-        let (adaptive, delay) = pesq(&net, JitterMode::Adaptive, true);
-        let (off, _) = pesq(&net, JitterMode::Off, true);
+        let (adaptive, delay) = run(&net, JitterMode::Adaptive);
+        let (off, _) = run(&net, JitterMode::Off);
         eprintln!(
             "30 % +5-{hi} ms, {}: adaptive {adaptive:.2} ({delay:.0} ms), off {off:.2}",
             if reorder { "reordering" } else { "in order" }
         );
         assert!(adaptive > off, "{hi} {reorder}: {adaptive} vs off {off}");
-        // The goal at 5-40 ms: within 0.2 of clean (3.57 and 3.59 against 3.75 now;
-        // 3.45 and 3.09 when silence was cut at any quiet stretch, inside words too, toward a
-        // 95th-percentile target). 5-80 ms: 3.53 and 3.65 now, 2.96 and 2.55 then.
+        // The goal at 5-40 ms: within 0.2 of clean. 5-80 ms (the goal there is
+        // rtpengine's score, measured on the loadgen): within 0.3. Before the buffer waited for
+        // overtaken packets and steered its slack, 5-80 ms with reordering was 0.98 below clean.
         let bar = if hi == 40 { 0.2 } else { 0.3 };
         assert!(
             adaptive >= clean - bar,
@@ -135,31 +143,15 @@ fn voices() -> Vec<(&'static str, Vec<i16>)> {
     out
 }
 
-/// The 48 kHz test voices, 20 s each (takes repeated with half a second of silence between),
-/// and the same at 8 kHz (the PESQ reference).
+/// The 48 kHz test voices, 20 s each, and the same at 8 kHz (the PESQ reference).
 fn wide_voices() -> Vec<(&'static str, Vec<i16>, Vec<i16>)> {
-    let mut out = Vec::new();
-    for name in WIDE_VOICES {
-        let path = format!(
-            "{}/../testdata/speech/{name}_48k.wav",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let take: Vec<i16> = hound::WavReader::open(&path)
-            .expect("voice")
-            .samples::<i16>()
-            .map(|s| s.expect("sample"))
-            .collect();
-        let mut wide = Vec::with_capacity(960_000);
-        while wide.len() < 960_000 {
-            wide.extend_from_slice(&take);
-            wide.resize(wide.len() + 24_000, 0);
-        }
-        wide.truncate(960_000);
-        let narrow =
-            bridgepool_codecs::resample::resample_all(&wide, 48_000, 8_000).expect("8 kHz");
-        out.push((name, wide, narrow));
-    }
-    out
+    WIDE_VOICES
+        .into_iter()
+        .map(|name| {
+            let (wide, narrow) = voice_48k(name, 20);
+            (name, wide, narrow)
+        })
+        .collect()
 }
 
 const WIDE_VOICES: [&str; 5] = ["en_male", "en_female", "de_male", "es_female", "recorded"];

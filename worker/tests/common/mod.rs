@@ -35,6 +35,30 @@ pub fn speech_for(seconds: usize) -> Vec<i16> {
     s.iter().copied().cycle().take(seconds * 8000).collect()
 }
 
+/// One of the 48 kHz test voices (`en_male`, `en_female`, `de_male`, `es_female`, `recorded`),
+/// its takes repeated with half a second of silence between to `seconds`, and the same at
+/// 8 kHz (the reference for PESQ and correlation).
+pub fn voice_48k(name: &str, seconds: usize) -> (Vec<i16>, Vec<i16>) {
+    let path = format!(
+        "{}/../testdata/speech/{name}_48k.wav",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let take: Vec<i16> = hound::WavReader::open(&path)
+        .expect("voice")
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    let len = seconds * 48_000;
+    let mut wide = Vec::with_capacity(len);
+    while wide.len() < len {
+        wide.extend_from_slice(&take);
+        wide.resize(wide.len() + 24_000, 0);
+    }
+    wide.truncate(len);
+    let narrow = bridgepool_codecs::resample::resample_all(&wide, 48_000, 8_000).expect("8 kHz");
+    (wide, narrow)
+}
+
 pub fn seeds() -> (StreamSeed, StreamSeed) {
     (
         StreamSeed {
