@@ -133,7 +133,7 @@ impl DelayEstimator {
     /// a packet still missing that long after it was due is to come at all, if it is not lost.
     pub(crate) fn share_later_than(&self, delay: Duration) -> f32 {
         let ticks = (delay.as_micros() * 48 / 1000) as i64;
-        // Buckets wholly above `delay` (a bucket holds relative delays [i, i + 1) widths).
+        // Bucket i holds relative delays of [i, i + 1) bucket widths: the first wholly above.
         let first = (ticks / BUCKET_TICKS + 1).clamp(0, BUCKETS as i64) as usize;
         let total: f32 = self.histogram.iter().sum();
         if total <= 0.0 {
