@@ -54,7 +54,9 @@ fn score(audio: &[i16], input: &[Packet], net: &Net, seed: u64, mode: JitterMode
     };
     let mut cfg = config(Law::Ulaw);
     cfg.jitter.mode = mode;
-    if let Ok(ms) = std::env::var("JB_FIXED") {
+    if let Ok(ms) = std::env::var("JB_FIXED")
+        && mode == JitterMode::Adaptive
+    {
         cfg.jitter.mode = JitterMode::Fixed;
         cfg.jitter.fixed_delay = Duration::from_millis(ms.parse().expect("ms"));
     }
@@ -162,28 +164,18 @@ const WIDE_VOICES: [&str; 5] = ["en_male", "en_female", "de_male", "es_female", 
 #[test]
 #[ignore]
 fn jitter_matrix() {
-    let seeds: u64 = std::env::var("JB_SEEDS").map_or(3, |s| s.parse().expect("JB_SEEDS"));
     let nvoices: usize =
         std::env::var("JB_VOICES").map_or(usize::MAX, |s| s.parse().expect("JB_VOICES"));
-    let nets = jitter_nets();
-    let mut sums = vec![(0.0, 0.0, 0.0); nets.len()];
-    let mut count = 0.0;
-    for (name, audio) in voices().into_iter().take(nvoices) {
-        let (clean, clean_delay) = pesq_of(&audio, &Net::Clean, 1, JitterMode::Adaptive, true);
-        let mut line = format!("{name:12} clean {clean:.2} ({clean_delay:.0} ms)");
-        for seed in 0..seeds {
-            for (i, (label, net)) in nets.iter().enumerate() {
-                let (q, d) = pesq_of(&audio, net, 21 + seed, JitterMode::Adaptive, true);
-                line += &format!(" | {label} s{seed} {q:.2} ({d:.0})");
-                sums[i].0 += q;
-                sums[i].1 += q - clean;
-                sums[i].2 += d;
-            }
-            count += 1.0;
-        }
-        eprintln!("{line}");
-    }
-    print_means(&nets, &sums, count);
+    let peer = OpusPeer {
+        fec: true,
+        dtx: false,
+        loss_pct: 10,
+        ptime_ms: 20,
+    };
+    matrix(voices().into_iter().take(nvoices).map(|(name, audio)| {
+        let input = peer.stream(PT_B, &audio, 0x99, 1, 0);
+        (name, audio, input)
+    }));
 }
 
 fn jitter_nets() -> [(&'static str, Net); 4] {
@@ -226,17 +218,33 @@ fn jitter_nets() -> [(&'static str, Net); 4] {
 #[test]
 #[ignore]
 fn client_jitter_matrix() {
+    matrix(
+        wide_voices()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, wide, narrow))| {
+                let config = if i % 3 == 2 {
+                    EncoderConfig::mobile_client()
+                } else {
+                    EncoderConfig::webrtc_client()
+                };
+                (
+                    name,
+                    narrow,
+                    ClientPeer { config }.stream(PT_B, &wide, 0x99),
+                )
+            }),
+    );
+}
+
+/// Scores each `(voice, 8 kHz reference, Opus stream)` clean and through every jitter row on
+/// `JB_SEEDS` patterns (default 3), printing a line per voice and the means.
+fn matrix(runs: impl Iterator<Item = (&'static str, Vec<i16>, Vec<Packet>)>) {
     let seeds: u64 = std::env::var("JB_SEEDS").map_or(3, |s| s.parse().expect("JB_SEEDS"));
     let nets = jitter_nets();
     let mut sums = vec![(0.0, 0.0, 0.0); nets.len()];
     let mut count = 0.0;
-    for (i, (name, wide, narrow)) in wide_voices().into_iter().enumerate() {
-        let config = if i % 3 == 2 {
-            EncoderConfig::mobile_client()
-        } else {
-            EncoderConfig::webrtc_client()
-        };
-        let input = ClientPeer { config }.stream(PT_B, &wide, 0x99);
+    for (name, narrow, input) in runs {
         let (clean, clean_delay) = score(&narrow, &input, &Net::Clean, 1, JitterMode::Adaptive);
         let mut line = format!("{name:12} clean {clean:.2} ({clean_delay:.0} ms)");
         for seed in 0..seeds {

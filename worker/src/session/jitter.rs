@@ -209,26 +209,36 @@ pub(crate) fn adjust(
         if quiet_run < PAUSE {
             return Stretch::None;
         }
-        let spare = fifo.len().saturating_sub(frame);
         // The slack moves in frames and stays in [target - GROW_BELOW, target + frame). A frame
         // of slack goes only when the target is kept after it (PESQ: cutting down to the growth
         // threshold let more late packets into the talk, 5-40 ms 0.04-0.06 further from clean);
-        // the part of a frame goes whenever the delay is above the target: it costs no slack.
+        // the part of a frame goes whenever the delay is SHRINK_ABOVE over the target: it costs
+        // no slack. Both reach past the window checked above (up to two frames and a fade), so
+        // what they touch is checked again: a word starting there is left alone.
         let floor = target.saturating_sub(GROW_BELOW);
-        let cut_frame = slack >= target + samples_to_duration(frame);
-        if cut_frame || (rest > 0 && delay > target + SHRINK_ABOVE) {
-            let count = if cut_frame { rest + frame } else { rest };
-            let count = count.min(spare.saturating_sub(SILENCE_FADE));
-            if count > 0 && stretch::shorten(fifo, count, SILENCE_FADE) {
-                return Stretch::Shortened(count);
-            }
-        } else if slack < floor {
+        if slack < floor {
             // Padding to the next frame boundary adds a frame of slack (with little in hand,
             // part of the way now, the rest at the next ticks).
             let count = (frame - rest).min(fifo.len().saturating_sub(SILENCE_FADE));
             let fade = count.min(SILENCE_FADE);
-            if count > 0 && stretch::lengthen(fifo, count, fade) {
+            if count > 0
+                && stretch::is_silent(&fifo[..count + fade])
+                && stretch::lengthen(fifo, count, fade)
+            {
                 return Stretch::Lengthened(count);
+            }
+            return Stretch::None;
+        }
+        let cut_frame = slack >= target + samples_to_duration(frame);
+        if cut_frame || (rest > 0 && delay > target + SHRINK_ABOVE) {
+            let count = if cut_frame { rest + frame } else { rest };
+            let spare = fifo.len().saturating_sub(frame);
+            let count = count.min(spare.saturating_sub(SILENCE_FADE));
+            if count > 0
+                && stretch::is_silent(&fifo[..count + SILENCE_FADE])
+                && stretch::shorten(fifo, count, SILENCE_FADE)
+            {
+                return Stretch::Shortened(count);
             }
         }
         return Stretch::None;
@@ -259,11 +269,13 @@ pub(crate) fn slack(delay: Duration, queued: usize, frame: usize) -> Duration {
     delay.saturating_sub(samples_to_duration(queued % frame))
 }
 
-fn samples_to_duration(n: usize) -> Duration {
+/// 8 kHz samples as time.
+pub(crate) fn samples_to_duration(n: usize) -> Duration {
     Duration::from_micros(n as u64 * 125)
 }
 
-fn duration_to_samples(d: Duration) -> usize {
+/// Time as 8 kHz samples (rounded down).
+pub(crate) fn duration_to_samples(d: Duration) -> usize {
     (d.as_micros() * 8 / 1000) as usize
 }
 
@@ -389,6 +401,19 @@ mod tests {
         // Within the band, nothing.
         let mut q = quiet();
         assert_eq!(adjust(&mut q, 160, ms(45), ms(40), PAUSE), Stretch::None);
+        // A word starting past the window the pause is judged on, inside what a frame cut
+        // would take (630 samples end 150 into a frame: the cut would be 310 and its fade 40).
+        let mut word: Vec<i16> = vec![0; 260];
+        word.extend(
+            (0..370)
+                .map(|i| (6000.0 * (2.0 * std::f32::consts::PI * i as f32 / 50.0).sin()) as i16),
+        );
+        let before = word.clone();
+        assert_eq!(
+            adjust(&mut word, 160, ms(100), ms(40), PAUSE),
+            Stretch::None
+        );
+        assert_eq!(word, before);
     }
 
     #[test]

@@ -591,11 +591,14 @@ impl Session {
         }
         // The G.711 side needs audio now: a packet held behind a gap is more use than waiting,
         // since it may carry FEC for the missing one.
-        let playout_due = self
-            .core
-            .transcoder
-            .as_ref()
-            .is_some_and(|t| t.b_to_a.needs_held(now));
+        // Asked only with packets held (their wait has a deadline): the wait test reads the
+        // delay histogram.
+        let playout_due = self.ingress_b.deadline().is_some()
+            && self
+                .core
+                .transcoder
+                .as_ref()
+                .is_some_and(|t| t.b_to_a.needs_held(now));
         self.release(now, Leg::B, playout_due);
         let c = &mut self.core;
         if c.mode_a.send

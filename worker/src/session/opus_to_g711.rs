@@ -12,8 +12,9 @@
 //! With the jitter buffer on ([`JitterMode::Fixed`] or [`JitterMode::Adaptive`]) decoded audio
 //! waits in the FIFO and leaves one frame per tick of the output clock. A packet later than its
 //! tick is concealed in its place and then played in full (nothing is skipped; the delay grew);
-//! the delay is steered back to the target ([`super::jitter`]) by repeating or removing pitch
-//! periods, faster in silence, and a talkspurt after DTX starts at the target delay. With it off
+//! the buffer is steered back to its target ([`super::jitter`]: the slack, how late the next
+//! packet may be, moved by repeating or removing pitch periods, by frames in pauses), and a
+//! talkspurt after DTX starts at the target delay. With it off
 //! audio leaves as it arrives, and a packet later than the playout grace is concealed and skipped.
 //!
 //! While an RFC 4733 event relayed from the Opus side is being sent on the G.711 leg, audio is
@@ -31,7 +32,7 @@ use bridgepool_codecs::stretch;
 
 use super::config::{JitterBuffer, JitterMode};
 use super::g711_to_opus::{OPUS_TICKS_PER_SAMPLE, extend_ts};
-use super::jitter::{self, DelayEstimator, Stretch};
+use super::jitter::{self, DelayEstimator, Stretch, duration_to_samples, samples_to_duration};
 use super::rtp_out::{OutPacket, RtpOut};
 use super::transmit::Outbox;
 
@@ -65,14 +66,6 @@ const LOSS_WEIGHT: f32 = 0.01;
 /// The loss rate assumed at least when weighing a wait for a missing packet against giving it
 /// up: a packet later than all but this share of the stream's packets is not waited for.
 const LOSS_FLOOR: f32 = 0.005;
-
-fn duration_to_samples(d: Duration) -> usize {
-    (d.as_micros() * 8 / 1000) as usize
-}
-
-fn samples_to_duration(n: usize) -> Duration {
-    Duration::from_micros(n as u64 * 125)
-}
 
 /// Why an Opus packet was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,8 +112,8 @@ pub(crate) struct OpusToG711 {
     estimator: Box<DelayEstimator>,
     /// Input timestamp just past the last decoded packet (a packet before it is old).
     decoded_end: Option<u64>,
-    /// The clock concealed a missing packet while the delay was below target: the late packet
-    /// is played whole when it comes (the buffer grows by the concealment).
+    /// The clock found no frame in hand and concealed one: the late packet is played whole when
+    /// it comes (the buffer grows by the concealment).
     growing: bool,
     /// Delay the buffer added to the last frame that left (see [`DelayEstimator::delay_of`]).
     pub(crate) delay: Duration,
@@ -234,7 +227,7 @@ impl OpusToG711 {
 
     /// Whether the output clock needs the packets held behind a gap now: the gap is given up as
     /// lost (FEC from the next packet, else concealment). With the buffer on, only when the
-    /// buffer has no frame for this tick, the delay is at its target (below it, the gap is
+    /// buffer has no frame for this tick, the slack is at its target (below it, the gap is
     /// waited for: the buffer grows) and the missing packet is more likely lost than late.
     pub(crate) fn needs_held(&self, now: Instant) -> bool {
         let due = self.deadline.is_some_and(|d| d <= now);
@@ -246,8 +239,8 @@ impl OpusToG711 {
     /// be lost, by how many packets were ever this late (the delay histogram) against how many
     /// never came. Waiting conceals this tick and plays the packet whole when it comes (the
     /// delay grows, as for a late packet in order); giving up drops it when it comes. PESQ on
-    /// client streams at 30 % +5-80 ms with reordering: giving up at the target cost 0.6 more
-    /// than the same delays in order (docs/performance.md).
+    /// client streams at 30 % +5-80 ms: giving up at the target cost 0.3 more with reordering
+    /// than the same delays in order (0.55 against 0.24 below clean; docs/performance.md).
     fn worth_waiting(&self, now: Instant) -> bool {
         let Some(missing) = self.decoded_end else {
             return false;
@@ -262,8 +255,8 @@ impl OpusToG711 {
         (1.0 - lost) * self.estimator.share_later_than(late) > lost
     }
 
-    /// Whether the delay is below the target: an underrun then grows the buffer (the late packet
-    /// is waited for and played whole) instead of skipping the late audio.
+    /// Whether the slack is a frame below the target: an underrun then grows the buffer (the late
+    /// packet is waited for and played whole) instead of skipping the late audio.
     fn may_grow(&self) -> bool {
         self.slack + self.ptime <= self.target()
     }
@@ -329,8 +322,10 @@ impl OpusToG711 {
     /// Packets given up as lost just before the next one.
     pub(crate) fn on_lost(&mut self, count: u64) {
         self.pending_lost += count;
-        for _ in 0..count.min(100) {
-            self.loss_rate += LOSS_WEIGHT * (1.0 - self.loss_rate);
+        if self.buffered() {
+            // `count` steps of the moving average toward 1 at once.
+            let kept = (1.0 - LOSS_WEIGHT).powi(count.min(1000) as i32);
+            self.loss_rate = 1.0 - (1.0 - self.loss_rate) * kept;
         }
     }
 
@@ -593,18 +588,27 @@ impl OpusToG711 {
                 .min(self.fifo.len().saturating_sub(self.frame));
             self.fifo.drain(..cut);
             self.shortened_samples += cut as u64;
+            let delay = delay.saturating_sub(samples_to_duration(cut));
+            self.slack = jitter::slack(delay, self.fifo.len(), self.frame);
             return;
         }
         // The lateness the next packet survives (see [`jitter::adjust`]). Steering the delay
         // instead left silence cuts and pitch periods misaligned with the packets, and a packet
         // later than the slack but within the target was concealed in mid-speech.
-        self.slack = jitter::slack(delay, self.fifo.len(), self.frame);
         let target = self.target();
-        match jitter::adjust(&mut self.fifo, self.frame, delay, target, self.quiet_run) {
-            Stretch::None => {}
-            Stretch::Shortened(n) => self.shortened_samples += n as u64,
-            Stretch::Lengthened(n) => self.lengthened_samples += n as u64,
-        }
+        let delay = match jitter::adjust(&mut self.fifo, self.frame, delay, target, self.quiet_run)
+        {
+            Stretch::None => delay,
+            Stretch::Shortened(n) => {
+                self.shortened_samples += n as u64;
+                delay.saturating_sub(samples_to_duration(n))
+            }
+            Stretch::Lengthened(n) => {
+                self.lengthened_samples += n as u64;
+                delay + samples_to_duration(n)
+            }
+        };
+        self.slack = jitter::slack(delay, self.fifo.len(), self.frame);
         // Shortening may have left less than a frame (the tick conceals the rest).
         let head = &self.fifo[..self.frame.min(self.fifo.len())];
         if !head.is_empty() && stretch::is_silent(head) {
